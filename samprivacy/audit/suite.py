@@ -1,0 +1,180 @@
+"""Run a set of membership-inference attacks on one trained model: the audit step of a trial.
+
+The model is queried once on the four attack splits; the resulting Signals are shared by every single-query
+attack. Every attack fits on known_members vs known_nonmembers and is scored on eval_members vs eval_nonmembers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Literal
+
+import numpy as np
+import torch
+
+from samprivacy.audit.label_only import label_only_scores
+from samprivacy.audit.metrics import AttackMetrics, attack_metrics, best_threshold
+from samprivacy.audit.nn import nn_attack
+from samprivacy.audit.signals import Signals, model_logits
+from samprivacy.audit.threshold import classwise_threshold_attack, global_threshold_attack
+from samprivacy.errors import ConfigError
+from samprivacy.learn.data.base import Dataset
+
+AttackKind = Literal["single_query", "label_only"]
+ATTACK_SPLITS = ("known_members", "known_nonmembers", "eval_members", "eval_nonmembers")
+
+
+@dataclass(frozen=True, eq=False)
+class AttackContext:
+    """What an attack may use. known/eval: Signals of (known_members + known_nonmembers) and (eval_members +
+    eval_nonmembers) in that order; *_membership: (N,) bool. model/dataset/*_index are None for signal-only runs."""
+
+    known: Signals
+    known_membership: np.ndarray
+    eval: Signals
+    eval_membership: np.ndarray
+    seed: int = 0
+    model: torch.nn.Module | None = None
+    dataset: Dataset | None = None
+    known_index: np.ndarray | None = None
+    eval_index: np.ndarray | None = None
+    device: Any = None
+    batch_size: int = 1024
+    options: dict = field(default_factory=dict)  # per-attack keyword arguments, e.g. {"nn": {"epochs": 50}}
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    kind: AttackKind
+    fit_and_score: Callable[[AttackContext], tuple[np.ndarray, float]]  # -> (eval scores (N_eval,), threshold)
+
+
+def _global(metric: str) -> AttackSpec:
+    return AttackSpec("single_query", lambda c: global_threshold_attack(metric, c.known, c.known_membership, c.eval))
+
+
+def _classwise(metric: str) -> AttackSpec:
+    return AttackSpec("single_query", lambda c: classwise_threshold_attack(metric, c.known, c.known_membership, c.eval))
+
+
+def _nn(c: AttackContext) -> tuple[np.ndarray, float]:
+    return nn_attack(c.known, c.known_membership, c.eval, seed=c.seed, **c.options.get("nn", {}))
+
+
+def _label_only(c: AttackContext) -> tuple[np.ndarray, float]:
+    if c.model is None or c.dataset is None:
+        raise ConfigError("attack 'label_only' needs the model and dataset; call run_attacks(model, dataset, ...)")
+    ds, opts = c.dataset, dict(c.options.get("label_only", {}))
+    if ds.feature_kind == "continuous":
+        # Noise scale from the attacker's own data (known sets), the same for known and eval queries.
+        opts.setdefault("feature_std", ds.x[torch.as_tensor(c.known_index)].std(dim=0))
+    # One call over known + eval, so a single seeded generator draws every perturbation.
+    index = torch.as_tensor(np.concatenate([c.known_index, c.eval_index]))
+    scores = label_only_scores(c.model, ds.x[index], ds.y[index], ds.feature_kind, seed=c.seed,
+                               batch_size=c.batch_size, device=c.device, **opts)
+    known_scores, eval_scores = scores[: len(c.known_index)], scores[len(c.known_index) :]
+    return eval_scores, best_threshold(known_scores, c.known_membership)
+
+
+ATTACKS: dict[str, AttackSpec] = {
+    **{m: _global(m) for m in ("correctness", "confidence", "entropy", "modified_entropy", "loss")},
+    **{f"{m}_classwise": _classwise(m) for m in ("confidence", "entropy", "modified_entropy")},
+    "nn": AttackSpec("single_query", _nn),
+    "label_only": AttackSpec("label_only", _label_only),
+}
+DEFAULT_ATTACKS = tuple(ATTACKS)
+
+
+def validate_attack_names(names: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Known attack names, deduplicated in order (None -> all); ConfigError naming the first unknown one."""
+    if names is None:
+        return DEFAULT_ATTACKS
+    names = [names] if isinstance(names, str) else list(names)
+    for name in names:
+        if name not in ATTACKS:
+            raise ConfigError(f"unknown attack {name!r}; choose from: {', '.join(ATTACKS)}")
+    if not names:
+        raise ConfigError(f"attacks is empty; choose at least one of: {', '.join(ATTACKS)}")
+    return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    name: str
+    kind: AttackKind
+    metrics: AttackMetrics
+
+
+@dataclass(frozen=True)
+class AttackReport:
+    results: dict[str, AttackResult]
+
+    def _best(self, kind: AttackKind | None) -> AttackResult | None:
+        pool = [r for r in self.results.values() if kind is None or r.kind == kind]
+        return max(pool, key=lambda r: r.metrics.accuracy, default=None)
+
+    @property
+    def best(self) -> AttackResult:
+        """The attack with the highest evaluation accuracy (the paper's "attack accuracy")."""
+        return self._best(None)
+
+    @property
+    def best_single_query(self) -> AttackResult | None:
+        return self._best("single_query")
+
+    @property
+    def best_label_only(self) -> AttackResult | None:
+        return self._best("label_only")
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {name: r.metrics.to_dict() for name, r in self.results.items()}
+
+
+def run_attack(name: str, context: AttackContext) -> AttackResult:
+    """Fit attack `name` on the known sets in `context` and score it on the eval sets."""
+    spec = ATTACKS[validate_attack_names([name])[0]]
+    eval_scores, threshold = spec.fit_and_score(context)
+    return AttackResult(name, spec.kind, attack_metrics(eval_scores, context.eval_membership, threshold))
+
+
+def run_attacks(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    attacks: Iterable[str] | None = None,
+    *,
+    device=None,
+    batch_size: int = 1024,
+    seed: int = 0,
+    label_only_queries: int = 16,
+    nn_options: dict | None = None,
+    label_only_options: dict | None = None,
+) -> AttackReport:
+    """Run `attacks` (default: all of ATTACKS) on `model` trained on dataset.splits.train.
+
+    label_only_queries: perturbed copies per example for "label_only"; nn_options / label_only_options:
+    keyword arguments for nn.nn_attack and label_only.perturb (e.g. {"epochs": 50}, {"num_flips": 4}).
+    """
+    names = validate_attack_names(attacks)
+    splits = {name: np.asarray(getattr(dataset.splits, name), dtype=np.int64) for name in ATTACK_SPLITS}
+    for name, idx in splits.items():
+        if idx.size == 0:
+            raise ConfigError(f"split {name!r} of dataset {dataset.name!r} is empty; attacks need all of "
+                              f"{', '.join(ATTACK_SPLITS)} non-empty (check the split sizes)")
+    known_index = np.concatenate([splits["known_members"], splits["known_nonmembers"]])
+    eval_index = np.concatenate([splits["eval_members"], splits["eval_nonmembers"]])
+    # One forward pass over the four splits, shared by every single-query attack.
+    index = np.concatenate([known_index, eval_index])
+    logits = model_logits(model, dataset.x[torch.as_tensor(index)], batch_size=batch_size, device=device)
+    signals = Signals.from_logits(logits, dataset.y[torch.as_tensor(index)])
+    n_known = len(known_index)
+    context = AttackContext(
+        known=signals.select(slice(0, n_known)),
+        known_membership=np.arange(n_known) < len(splits["known_members"]),
+        eval=signals.select(slice(n_known, None)),
+        eval_membership=np.arange(len(eval_index)) < len(splits["eval_members"]),
+        seed=seed, model=model, dataset=dataset, known_index=known_index, eval_index=eval_index,
+        device=device, batch_size=batch_size,
+        options={"nn": dict(nn_options or {}),
+                 "label_only": {"num_queries": label_only_queries, **(label_only_options or {})}},
+    )
+    return AttackReport({name: run_attack(name, context) for name in names})
