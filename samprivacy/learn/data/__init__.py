@@ -1,0 +1,69 @@
+"""The dataset registry: every source returns a `Dataset` with the same member / non-member `Splits`.
+
+    ds = load_dataset("digits", seed=0)
+    x, y = ds.subset("known_members")
+
+Every loader takes the keyword arguments root, seed and download, plus options of its own (longtail: n,
+classes, dim, subpopulations, zipf, noise, data_seed). The seed fixes the split: the same seed gives identical
+index arrays. Nothing downloads unless `download=True` is passed (CIFAR only).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+from samprivacy.errors import ConfigError
+
+from .base import SPLIT_NAMES, Dataset, FeatureKind, Splits
+from .cifar import load_cifar10, load_cifar100
+from .digits import load_digits
+from .longtail import load_longtail
+from .purchase import load_purchase100
+from .splits import check_splits, make_splits, random_pools
+from .texas import load_texas100
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "digits": load_digits,
+    "longtail": load_longtail,
+    "purchase100": load_purchase100,
+    "texas100": load_texas100,
+}
+_COMMON = ("root", "seed", "download")
+
+
+def available_datasets() -> list[str]:
+    return sorted(DATASETS)
+
+
+def dataset_options(name: str) -> dict[str, object]:
+    """The source-specific options of dataset `name` and their defaults."""
+    params = inspect.signature(_loader(name)).parameters
+    return {k: p.default for k, p in params.items() if k not in _COMMON}
+
+
+def load_dataset(
+    name: str, *, root: str | Path | None = None, seed: int = 0, download: bool = False, **options
+) -> Dataset:
+    """Load dataset `name` with its partition fixed by `seed`; see each loader for `root` and `options`."""
+    known = dataset_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown option{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))} for dataset "
+                          f"'{name}'; choose from: {', '.join(known) or '(none)'}")
+    return _loader(name)(root=root, seed=seed, download=download, **options)
+
+
+def _loader(name: str) -> Callable[..., Dataset]:
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose from: {', '.join(available_datasets())}")
+    return DATASETS[name]
+
+
+__all__ = [
+    "DATASETS", "SPLIT_NAMES", "Dataset", "FeatureKind", "Splits", "available_datasets", "check_splits",
+    "dataset_options", "load_dataset", "make_splits", "random_pools",
+]

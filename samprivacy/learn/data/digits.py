@@ -1,0 +1,34 @@
+"""scikit-learn's bundled 8x8 handwritten digits: real data that ships with the package, the embedded default.
+
+1,797 images, flattened to 64 features in [0, 1] (pixel counts 0..16, divided by 16), 10 classes.
+Split: 800 members (400 known / 400 eval), 800 non-members (400 known / 400 eval), val the remaining 197.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.datasets import load_digits as _sklearn_digits
+
+from .base import Dataset
+from .splits import check_seed, make_splits, random_pools
+
+N_MEMBERS, N_KNOWN, N_EVAL = 800, 400, 400
+
+
+def load_digits(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> Dataset:
+    """The digits dataset; `root` and `download` are ignored (the data is inside scikit-learn)."""
+    seed = check_seed(seed)
+    bunch = _sklearn_digits()
+    x = (bunch.data / 16.0).astype(np.float32)  # pixel values are counts 0..16 of a 4x4 block
+    y = bunch.target.astype(np.int64)
+    members, nonmembers = random_pools(len(y), N_MEMBERS, seed)
+    splits = make_splits(members, nonmembers, n_known=N_KNOWN, n_eval=N_EVAL, seed=seed)
+    return Dataset(
+        name="digits", x=torch.from_numpy(x), y=torch.from_numpy(y), num_classes=10,
+        feature_kind="continuous", splits=splits,
+        info={"source": f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})", "seed": seed},
+    )
