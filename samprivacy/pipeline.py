@@ -1,0 +1,98 @@
+"""One trial, start to finish, without Ray: load data -> build model -> train -> attack -> TrialResult.
+
+This is the unit of work the sweep service schedules; `samprivacy trial` runs it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from samprivacy.audit import AttackReport, run_attacks, validate_attack_names
+from samprivacy.learn.data import load_dataset
+from samprivacy.learn.data.base import Dataset
+from samprivacy.learn.models import build_model
+from samprivacy.learn.train import TrainConfig, TrainResult, resolve_device, train
+from samprivacy.spec import TrialConfig
+
+
+@dataclass
+class TrialResult:
+    config: TrialConfig
+    dataset: Dataset
+    training: TrainResult
+    attacks: AttackReport
+    seconds: float
+
+    @property
+    def attack_acc(self) -> float:
+        """The paper's privacy number: the best attack's accuracy on the balanced evaluation sets."""
+        return self.attacks.best.metrics.accuracy
+
+    def summary(self) -> dict:
+        """The JSON document of `samprivacy trial --json` and the metrics a sweep trial reports."""
+        best_sq, best_lo = self.attacks.best_single_query, self.attacks.best_label_only
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "test_acc": self.training.test_acc,
+            "train_acc": self.training.train_acc,
+            "val_acc": self.training.val_acc,
+            "attack_acc": self.attack_acc,
+            "best_attack": self.attacks.best.name,
+            "single_query_acc": best_sq.metrics.accuracy if best_sq else None,
+            "label_only_acc": best_lo.metrics.accuracy if best_lo else None,
+            "best_epoch": self.training.best_epoch,
+            "attacks": self.attacks.to_dict(),
+            "history": self.training.history,
+            "device": self.training.device,
+            "seconds": self.seconds,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write summary.json, splits.npz, model.pt (state dict; load with weights_only=True), roc.npz."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2))
+        self.dataset.splits.save(directory / "splits.npz")
+        torch.save({k: v.cpu() for k, v in self.training.model.state_dict().items()}, directory / "model.pt")
+        np.savez(directory / "roc.npz", **{
+            f"{name}_{axis}": getattr(r.metrics, axis) for name, r in self.attacks.results.items()
+            for axis in ("fpr", "tpr")})
+        return directory
+
+
+def train_config(config: TrialConfig) -> TrainConfig:
+    """The training part of a trial's configuration."""
+    return TrainConfig(
+        optimizer=config.optimizer, base_optimizer=config.base_optimizer, rho=config.rho, lam=config.lam,
+        xi=config.xi, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        schedule=config.schedule, epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+        device=config.device)
+
+
+def prepare(config: TrialConfig) -> tuple[Dataset, torch.nn.Module]:
+    """Validate everything cheap first (attack names, device), then load the data and build the model."""
+    if config.attacks is not None:
+        validate_attack_names(config.attacks)
+    resolve_device(config.device)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    dataset = load_dataset(config.dataset, root=config.data_root, seed=split_seed, download=config.download)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, dataset.input_shape, dataset.num_classes, hidden=config.hidden,
+                        dataset=config.dataset)
+    return dataset, model
+
+
+def run_trial(config: TrialConfig, *, on_epoch: Callable | None = None, resume: dict | None = None) -> TrialResult:
+    """Train with `config`, then attack the selected model. See `learn.train.train` for on_epoch/resume."""
+    start = time.perf_counter()
+    dataset, model = prepare(config)
+    training = train(model, dataset, train_config(config), on_epoch=on_epoch, resume=resume)
+    report = run_attacks(training.model, dataset, config.attacks, device=training.device, seed=config.seed)
+    return TrialResult(config, dataset, training, report, time.perf_counter() - start)

@@ -1,0 +1,73 @@
+"""`samprivacy trial`: the JSON document, and one clear message + non-zero exit for each kind of bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from samprivacy.cli import main
+
+METRIC_KEYS = {"accuracy", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "advantage"}
+
+
+def test_trial_writes_every_metric(tmp_path, capsys):
+    path = tmp_path / "out" / "trial.json"
+    rc = main(["trial", "--dataset", "digits", "--optimizer", "sam", "--rho", "0.05", "--epochs", "3",
+               "--json", str(path), "--out", str(tmp_path / "artifacts")])
+    assert rc == 0
+    doc = json.loads(path.read_text())
+    assert doc["config"]["optimizer"] == "sam" and doc["config"]["rho"] == 0.05
+    for key in ("test_acc", "train_acc", "val_acc", "attack_acc", "seconds"):
+        assert 0 <= doc[key] <= (1 if key != "seconds" else 600), key
+    assert doc["attack_acc"] == max(m["accuracy"] for m in doc["attacks"].values())
+    assert {"loss", "confidence", "nn", "label_only", "entropy_classwise"} <= set(doc["attacks"])
+    assert all(set(m) == METRIC_KEYS for m in doc["attacks"].values())
+    assert len(doc["history"]) == 3
+    assert {p.name for p in (tmp_path / "artifacts").iterdir()} >= {"summary.json", "splits.npz", "model.pt", "roc.npz"}
+    assert "test acc" in capsys.readouterr().out
+
+
+def test_saved_weights_load_with_weights_only(tmp_path):
+    import torch
+
+    main(["trial", "--epochs", "1", "--attacks", "loss", "--out", str(tmp_path)])
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--optimizer", "adamw"], "optimizer"),
+    (["--optimizer", "sam", "--rho", "-0.1"], "rho"),
+    (["--optimizer", "sam", "--rho", "nan"], "rho"),
+    (["--optimizer", "sam", "--lam", "1.0"], "lam"),
+    (["--optimizer", "sgd", "--rho", "0.1"], "rho"),
+    (["--dataset", "purchase100", "--data-root", "/nonexistent/purchase"], "/nonexistent/purchase"),
+    (["--dataset", "cifar10", "--data-root", "/nonexistent/cifar"], "/nonexistent/cifar"),
+    (["--attacks", "loss,lira2"], "unknown attack 'lira2'"),
+    (["--epochs", "0"], "epochs"),
+    (["--schedule", "warmup"], "schedule"),
+])
+def test_bad_input_exits_2_with_one_clear_message(tmp_path, capsys, args, needle):
+    path = tmp_path / "never.json"
+    rc = main(["trial", "--epochs", "1", *args, "--json", str(path)] if "--epochs" not in args
+              else ["trial", *args, "--json", str(path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert needle in err and "error" in err
+    assert "Traceback" not in err
+    assert not path.exists()
+
+
+def test_divergence_exits_3_naming_the_epoch(tmp_path, capsys):
+    rc = main(["trial", "--epochs", "2", "--lr", "1e30", "--momentum", "0", "--json", str(tmp_path / "x.json")])
+    assert rc == 3
+    assert "diverged at epoch 1" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_the_console_script_runs():
+    proc = subprocess.run([sys.executable, "-m", "samprivacy.cli", "trial", "--dataset", "nope"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown dataset 'nope'" in proc.stderr
