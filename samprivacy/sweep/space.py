@@ -1,0 +1,167 @@
+"""The Optuna search space of a SweepSpec: define-by-run suggestions, objective directions, samplers.
+
+Parameter names (the keys of Optuna's `trial.params`; stable across resume because they depend on the spec only):
+  dataset, seed, optimizer     categorical, suggested only when the spec lists more than one
+  <optimizer>.<name>           the chosen optimizer's own searched parameters: sam.rho, asam.rho,
+                               sharpreg.rho, sharpreg.lam, sharpreg.xi (conditional: an sgd trial has none)
+  <train field>                epochs, batch_size, lr, momentum, weight_decay, schedule, base_optimizer
+A fixed value (a number, a one-element choice, low == high) is never suggested: it goes straight into the
+TrialConfig, so it is no search dimension. Suggestion order: dataset, seed, optimizer, its parameters, training.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.samplers import BaseSampler, GPSampler, GridSampler, NSGAIISampler, RandomSampler, TPESampler
+
+from samprivacy.errors import ConfigError
+from samprivacy.spec import Param, SweepSpec, TrialConfig, field_kind, parse_trial_config
+
+__all__ = ["SAMPLERS", "ConditionalGridSampler", "config_from_params", "directions", "grid_combos", "make_sampler",
+           "param_names", "suggest_params", "suggest_trial_config"]
+
+
+def directions(spec: SweepSpec) -> list[str]:
+    """Optuna's study directions, one per objective in the spec's order."""
+    return ["maximize" if mode == "max" else "minimize" for mode in spec.objective_modes]
+
+
+def _categorical(spec: SweepSpec) -> dict[str, tuple]:
+    """The top-level categorical dimensions: only those with more than one option."""
+    options = {"dataset": spec.datasets, "seed": spec.seeds, "optimizer": tuple(spec.optimizers)}
+    return {name: values for name, values in options.items() if len(values) > 1}
+
+
+def _searched(spec: SweepSpec, optimizer: str) -> dict[str, tuple[str, Param]]:
+    """{parameter name: (TrialConfig field, Param)} of what a trial with `optimizer` searches, in suggestion order."""
+    own = {f"{optimizer}.{field}": (field, p) for field, p in spec.optimizers[optimizer].params().items()}
+    train = {field: (field, p) for field, p in spec.train.params().items()}
+    return {name: fp for name, fp in (own | train).items() if not fp[1].is_fixed}
+
+
+def param_names(spec: SweepSpec) -> list[str]:
+    """Every parameter name the space can suggest (each trial has a subset: its optimizer's)."""
+    names = list(_categorical(spec))
+    for optimizer in spec.optimizers:
+        names += [n for n in _searched(spec, optimizer) if n not in names]
+    return names
+
+
+def _suggest(trial: optuna.Trial, name: str, field: str, p: Param) -> Any:
+    if p.kind == "choices":
+        return trial.suggest_categorical(name, list(p.choices))
+    if field_kind(field) == "int":
+        return trial.suggest_int(name, p.low, p.high, step=p.step or 1, log=p.log)
+    return trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)
+
+
+def suggest_params(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
+    """Define-by-run: suggest the categorical choices, then only the chosen optimizer's parameters, then training."""
+    params = {name: trial.suggest_categorical(name, list(values)) for name, values in _categorical(spec).items()}
+    optimizer = params.get("optimizer", next(iter(spec.optimizers)))
+    for name, (field, p) in _searched(spec, optimizer).items():
+        params[name] = _suggest(trial, name, field, p)
+    return params
+
+
+def config_from_params(spec: SweepSpec, params: dict[str, Any]) -> TrialConfig:
+    """The TrialConfig of a trial: the spec's fixed fields plus Optuna's params (e.g. a FrozenTrial's on resume)."""
+    fields = spec.fixed_trial_fields()
+    fields |= {key: params[key] for key in ("dataset", "seed", "optimizer") if key in params}
+    optimizer = fields["optimizer"]
+    for field, p in spec.optimizers[optimizer].params().items():
+        fields[field] = p.fixed if p.is_fixed else params[f"{optimizer}.{field}"]
+    fields |= {field: params[field] for field, p in spec.train.params().items() if not p.is_fixed}
+    return parse_trial_config(fields)
+
+
+def suggest_trial_config(trial: optuna.Trial, spec: SweepSpec) -> TrialConfig:
+    """Suggest one trial's configuration; an sgd trial never gets rho, lam or xi."""
+    return config_from_params(spec, suggest_params(trial, spec))
+
+
+def grid_combos(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every distinct parameter combination (conditional: sgd combos carry no sam.rho), as Optuna params."""
+    top, combos = _categorical(spec), []
+    for optimizer in spec.optimizers:
+        dims = {name: values for name, values in top.items() if name != "optimizer"}
+        dims |= {"optimizer": (optimizer,)} if "optimizer" in top else {}
+        for name, (field, p) in _searched(spec, optimizer).items():
+            values = p.values(field_kind(field) == "int")
+            if values is None:  # SweepSpec rejects this for sampler grid; reached only when called on another spec
+                raise ConfigError(f"{name}: a grid needs finite values; give {{choices: [...]}} or a step")
+            dims[name] = values
+        combos += [dict(zip(dims, values)) for values in itertools.product(*dims.values())]
+    return combos
+
+
+class ConditionalGridSampler(GridSampler):
+    """Optuna's GridSampler over an explicit list of combinations instead of a full product.
+
+    A product would repeat every sgd trial once per sam.rho value; here each combination appears once. Reuses
+    GridSampler's bookkeeping (grid ids in trial system attrs, unvisited ids, resume) by replacing its grid.
+    """
+
+    def __init__(self, combos: Sequence[dict[str, Any]], seed: int | None = None) -> None:
+        super().__init__({}, seed)  # an empty product: the real grid is set below, never materialised as a product
+        names = sorted({name for combo in combos for name in combo})
+        self._search_space = {n: list(dict.fromkeys(c[n] for c in combos if n in c)) for n in names}
+        self._param_names = names
+        # parameters a combination does not use (sam.rho in an sgd combo) are never asked for: None fills them
+        self._all_grids = [tuple(combo.get(n) for n in names) for combo in combos]
+        self._n_min_trials = len(self._all_grids)
+        self._rng.rng.shuffle(self._all_grids)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        # GridSampler calls study.stop() once the grid is done, which raises outside study.optimize()
+        # (optuna#5141), i.e. under Ray Tune's ask/tell; the runner stops after spec.n_trials instead.
+        return None
+
+
+def _tpe(spec: SweepSpec) -> BaseSampler:
+    # group=True: multivariate TPE per conditional sub-space (sgd / sam / sharpreg trials have different params);
+    # constant_liar: concurrent trials do not all crowd the same point
+    return TPESampler(multivariate=True, group=True, constant_liar=True, seed=spec.sampler.seed,
+                      n_startup_trials=_or(spec.sampler.n_startup_trials, 10))
+
+
+def _nsga2(spec: SweepSpec) -> BaseSampler:
+    return NSGAIISampler(population_size=_or(spec.sampler.population_size, 50), seed=spec.sampler.seed)
+
+
+def _gp(spec: SweepSpec) -> BaseSampler:
+    missing = [m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"sampler.name: 'gp' needs {' and '.join(missing)}; install it or use tpe")
+    # conditional parameters fall outside the GP's fixed search space and are sampled at random: no warning each time
+    return GPSampler(seed=spec.sampler.seed, n_startup_trials=_or(spec.sampler.n_startup_trials, 10),
+                     warn_independent_sampling=False)
+
+
+def _random(spec: SweepSpec) -> BaseSampler:
+    return RandomSampler(seed=spec.sampler.seed)
+
+
+def _grid(spec: SweepSpec) -> BaseSampler:
+    return ConditionalGridSampler(grid_combos(spec), seed=spec.sampler.seed)
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+SAMPLERS: dict[str, Callable[[SweepSpec], BaseSampler]] = {
+    "tpe": _tpe, "nsga2": _nsga2, "gp": _gp, "random": _random, "grid": _grid}
+
+
+def make_sampler(spec: SweepSpec) -> BaseSampler:
+    """The Optuna sampler the spec names, seeded from `sampler.seed`."""
+    with warnings.catch_warnings():  # group=True and GPSampler options are flagged experimental: expected here
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return SAMPLERS[spec.sampler.name](spec)

@@ -1,0 +1,118 @@
+"""Pareto front and hypervolume on hand-computed cases; plots write real files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from samprivacy.spec import TrialConfig
+from samprivacy.sweep.pareto import (default_reference, hypervolume_2d, non_dominated, pareto_table,
+                                     plot_front_html, plot_front_png, to_minimize)
+
+MAXMIN = ["max", "min"]  # (test_acc, attack_acc)
+nan, inf = math.nan, math.inf
+
+
+@pytest.mark.parametrize("points,directions,expected", [
+    ([[0.5, 0.5]], MAXMIN, [True]),  # a single point is the front
+    ([[0.9, 0.6], [0.8, 0.55], [0.7, 0.5]], MAXMIN, [True, True, True]),  # a clean trade-off
+    ([[0.9, 0.5], [0.8, 0.6], [0.7, 0.7], [0.9, 0.55]], MAXMIN, [True, False, False, False]),  # one dominates all
+    ([[0.9, 0.6], [0.9, 0.6], [0.8, 0.7]], MAXMIN, [True, True, False]),  # duplicates of a front point both stay
+    ([[0.9, 0.6], [0.9, 0.7]], MAXMIN, [True, False]),  # tie in one objective, worse in the other: dominated
+    ([[1, 2], [2, 1], [2, 2]], ["min", "min"], [True, True, False]),
+    ([[1, 2], [2, 1], [2, 2]], ["max", "max"], [False, False, True]),
+    ([[1, 2], [2, 1], [2, 2]], ["min", "max"], [True, False, False]),  # (1, 2) is best in both
+    ([[0.9, nan], [0.8, 0.6]], MAXMIN, [False, True]),  # NaN rows are never on the front
+    ([[nan, nan]], MAXMIN, [False]),
+    ([[0.95, inf], [0.8, 0.6]], MAXMIN, [False, True]),  # +inf in a minimised objective: off the front
+    ([[0.7, -inf], [0.8, 0.6]], MAXMIN, [False, True]),  # -inf (a broken trial) does not win either
+    ([[-inf, 0.1], [0.8, 0.6]], MAXMIN, [False, True]),
+    (np.zeros((0, 2)), MAXMIN, []),
+])
+def test_non_dominated(points, directions, expected):
+    assert non_dominated(points, directions).tolist() == expected
+
+
+def test_non_dominated_matches_brute_force_across_blocks():
+    rng = np.random.default_rng(0)
+    pts = rng.integers(0, 20, size=(1500, 2)).astype(float)  # many ties and duplicates, more rows than a block
+    loss = to_minimize(pts, MAXMIN)
+    brute = [not any((loss[j] <= loss[i]).all() and (loss[j] < loss[i]).any() for j in range(len(pts)))
+             for i in range(len(pts))]
+    assert non_dominated(pts, MAXMIN).tolist() == brute
+
+
+def test_three_objectives():
+    pts = [[0.9, 0.6, 0.1], [0.9, 0.6, 0.2], [0.8, 0.5, 0.3]]
+    assert non_dominated(pts, ["max", "min", "min"]).tolist() == [True, False, True]
+
+
+def test_bad_directions_and_shapes_raise():
+    with pytest.raises(ValueError, match="'max' or 'min', got 'up'"):
+        non_dominated([[1, 2]], ["up", "min"])
+    with pytest.raises(ValueError, match="points must be"):
+        non_dominated([[1, 2, 3]], MAXMIN)
+
+
+@pytest.mark.parametrize("points,reference,expected", [
+    ([[0.5, 0.5]], None, 0.25),  # one box: 0.5 x 0.5 against the default reference (0, 1)
+    ([[0.9, 0.6], [0.8, 0.55], [0.7, 0.5]], None, 0.36 + 0.04 + 0.035),
+    ([[0.9, 0.6], [0.9, 0.6]], None, 0.9 * 0.4),  # duplicates count once
+    ([[0.9, 0.6], [0.8, 0.7]], None, 0.9 * 0.4),  # a dominated point adds nothing
+    ([[0.9, 0.6], [nan, 0.1], [0.99, inf]], None, 0.9 * 0.4),  # non-finite rows add nothing
+    ([[0.9, 0.6], [0.4, 0.2]], [0.5, 0.8], 0.4 * 0.2),  # (0.4, 0.2) is worse than the reference in test_acc
+    ([], None, 0.0),
+    ([[0.0, 0.3]], None, 0.0),  # on the reference's edge: zero area
+])
+def test_hypervolume_2d(points, reference, expected):
+    assert hypervolume_2d(np.asarray(points, float).reshape(-1, 2), MAXMIN, reference) == pytest.approx(expected)
+
+
+def test_hypervolume_minimise_both():
+    # boxes from (1,3), (2,1) to (4,4): 3*1 + 2*3 - overlap 2*1 = 7
+    assert hypervolume_2d([[1, 3], [2, 1]], ["min", "min"], [4, 4]) == pytest.approx(7.0)
+
+
+def test_default_reference_is_worst_accuracy():
+    assert default_reference(MAXMIN).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="exactly 2 objectives"):
+        hypervolume_2d([[1, 2, 3]], ["min"] * 3)
+
+
+def test_pareto_table_flags_and_orders_rows():
+    rows = [{"trial": 0, "test_acc": 0.8, "attack_acc": 0.7}, {"trial": 1, "test_acc": 0.9, "attack_acc": 0.6},
+            {"trial": 2, "test_acc": 0.7, "attack_acc": 0.5}, {"trial": 3, "test_acc": None, "attack_acc": 0.1}]
+    table = pareto_table(rows, {"test_acc": "max", "attack_acc": "min"})
+    assert [(r["trial"], r["pareto"]) for r in table] == [(1, True), (2, True), (0, False), (3, False)]
+    assert pareto_table([], {"test_acc": "max", "attack_acc": "min"}) == []
+
+
+def test_plots_write_png_and_offline_html(tmp_path):
+    pts = np.array([[0.9, 0.6], [0.8, 0.55], [0.85, 0.7], [nan, 0.5], [0.7, 0.5]])
+    labels = [f"trial-{i}" for i in range(len(pts))]
+    details = [{"optimizer": "sam", "rho": 0.05, "note": "</script><b>"}] * len(pts)
+    png = plot_front_png(pts, MAXMIN, tmp_path / "front.png", names=("test_acc", "attack_acc"), labels=labels)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    page = plot_front_html(pts, MAXMIN, tmp_path / "front.html", names=("test_acc", "attack_acc"), labels=labels,
+                           details=details).read_text()
+    assert page.count("<circle") == 4 and page.count('class="front"') == 3  # NaN row left out, 3 on the front
+    assert "trial-4" in page and "test_acc (higher is better)" in page and "attack_acc (lower is better)" in page
+    assert "<polyline" in page and "1 with non-finite objectives not shown" in page
+    assert "http" not in page and "<script src" not in page  # nothing loaded from the network
+    assert "</script><b>" not in page  # config text cannot break out of the data block
+
+
+def test_html_details_accept_configs(tmp_path):
+    config = TrialConfig(optimizer="sam", rho=0.05)
+    page = plot_front_html([[0.9, 0.6]], MAXMIN, tmp_path / "c.html", details=[config]).read_text()
+    assert '"optimizer": "sam"' in page and '"rho": 0.05' in page
+
+
+def test_plots_take_a_mask_from_more_objectives(tmp_path):
+    pts = np.array([[0.9, 0.6], [0.9, 0.6], [0.8, 0.7]])
+    mask = np.array([True, False, True])  # e.g. decided by a third objective
+    page = plot_front_html(pts, MAXMIN, tmp_path / "f.html", mask=mask).read_text()
+    assert page.count('class="front"') == 2
+    assert plot_front_png(pts, MAXMIN, tmp_path / "f.png", mask=mask).stat().st_size > 0
