@@ -45,6 +45,9 @@ class TrialResult:
             "val_acc": self.training.val_acc,
             "attack_acc": self.attack_acc,
             "best_attack": self.attacks.best.name,
+            # Threshold-free objectives: the strongest attack by each measure (a sweep may minimise any of them).
+            **{f"attack_{key}": max(m[key] for m in self.attacks.to_dict().values())
+               for key in ("auc", "advantage", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01")},
             "single_query_acc": best_sq.metrics.accuracy if best_sq else None,
             "label_only_acc": best_lo.metrics.accuracy if best_lo else None,
             "best_epoch": self.training.best_epoch,

@@ -1,0 +1,158 @@
+"""Run and resume sweeps: Ray Tune executes trials, SweepSearch (Optuna) proposes them, MLflow records them.
+
+    run(spec)    -> a new sweep (refuses to overwrite one that exists: that is what resume is for)
+    resume(name) -> Tune restores unfinished and errored trials; finished ones never re-run; stale
+                    RUNNING Optuna trials are failed; the same MLflow runs are found again by their tags
+Both end by writing the Pareto front: `pareto=true` tags on child runs, plot and table on the parent run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+import optuna
+import ray
+from ray import tune
+
+from samprivacy.errors import ConfigError
+from samprivacy.spec import SweepSpec
+from samprivacy.sweep.results import Sweep, open_sweep, pareto_report, sweep_status, trial_rows
+from samprivacy.sweep.search import SweepSearch
+from samprivacy.sweep.tracking import TAG_TRIAL, Tracker
+from samprivacy.sweep.trial import SweepContext, run_sweep_trial
+
+# Per-epoch reports carry no objectives (those come once, at the end): SweepSearch checks them itself.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+# Save Tune's experiment state every second (default: at least 10 s) so a killed driver loses little.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+# Every epoch checkpoint forces a snapshot (num_to_keep=1): intended, so Tune's warning about it is noise.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+Progress = Callable[[dict], None]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def prepare(spec: SweepSpec, workdir: str | Path | None = None) -> Sweep:
+    if workdir is not None:
+        spec = spec.model_copy(update={"storage": spec.storage.model_copy(update={"workdir": str(workdir)})})
+    return Sweep(spec, spec.resolved_storage())
+
+
+def run(spec: SweepSpec, *, workdir: str | Path | None = None, address: str | None = None,
+        spec_file: str | Path | None = None, on_progress: Progress | None = None) -> dict:
+    sweep = prepare(spec, workdir)
+    if (sweep.storage.workdir / "sweep.json").exists() or tune.Tuner.can_restore(sweep.experiment_path):
+        raise ConfigError(f"sweep '{spec.name}' already has state in {sweep.storage.workdir}; continue it with "
+                          f"`samprivacy resume {spec.name} --workdir {sweep.storage.workdir}`, or choose another "
+                          f"`name` or --workdir")
+    sweep.save()
+    return _execute(sweep, address, spec_file, on_progress, restore=False)
+
+
+def resume(name: str, *, workdir: str | Path | None = None, address: str | None = None,
+           on_progress: Progress | None = None) -> dict:
+    sweep = open_sweep(name, workdir)
+    return _execute(sweep, address, None, on_progress, restore=tune.Tuner.can_restore(sweep.experiment_path))
+
+
+def start_ray(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    kwargs = dict(logging_level=logging.WARNING, log_to_driver=False)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=False, **kwargs)
+
+
+def _tracker(sweep: Sweep) -> Tracker:
+    local = sweep.storage.mlflow_uri.startswith("sqlite")  # a server chooses its own artifact store
+    artifacts = (sweep.storage.workdir / "mlartifacts").as_uri() if local else None
+    return Tracker(sweep.storage.mlflow_uri, sweep.spec.name, artifact_location=artifacts)
+
+
+def _data_root(spec: SweepSpec) -> str | None:
+    # Trials run in Ray's own folders: a relative path must be made absolute where the user meant it.
+    return str(Path(spec.data_root).expanduser().resolve()) if spec.data_root else None
+
+
+def _execute(sweep: Sweep, address: str | None, spec_file, on_progress: Progress | None, restore: bool) -> dict:
+    spec = sweep.spec
+    tracker = _tracker(sweep)
+    parent = tracker.parent_run(spec.canonical_json(), spec_file)
+    tracker.set_tags(parent, {"samprivacy.spec_hash": spec.spec_hash(), "samprivacy.workdir": str(sweep.storage.workdir)})
+    start_ray(address)
+    context = SweepContext(spec, sweep.storage.mlflow_uri, parent, _data_root(spec))
+    trainable = tune.with_resources(tune.with_parameters(run_sweep_trial, ctx=context),
+                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    if restore:
+        tuner = tune.Tuner.restore(sweep.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=SweepSearch(spec, sweep.storage.optuna_url),
+                                        num_samples=spec.n_trials, max_concurrent_trials=spec.max_concurrent),
+            run_config=tune.RunConfig(
+                name=spec.name, storage_path=sweep.storage.tune_storage, verbose=0,
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+    with _polling(sweep, on_progress):
+        tuner.fit()
+    return finalize(sweep, tracker, parent)
+
+
+def finalize(sweep: Sweep, tracker: Tracker, parent: str) -> dict:
+    """Reconcile MLflow with the trial record, then publish the Pareto front to MLflow."""
+    rows = trial_rows(sweep)
+    # Runs of trials the record did not keep (the driver was killed between a trial's start and Tune's next
+    # experiment snapshot; Optuna marked them stale): unfinished partial runs, moved to MLflow's trash.
+    kept = {r["trial_id"] for r in rows if r["trial_id"] and not (r["fail_reason"] or "").startswith("stale")}
+    for run in tracker.child_runs():
+        if run.data.tags.get(TAG_TRIAL) not in kept and run.info.status != "FINISHED":
+            tracker.client.delete_run(run.info.run_id)
+    report = pareto_report(sweep)
+    tracker.tag_pareto({r["trial_id"] for r in report["front"]})
+    for kind in ("png", "html", "json"):
+        if kind in report["files"]:
+            tracker.client.log_artifact(parent, report["files"][kind], "pareto")
+    status = sweep_status(sweep)
+    metrics = {"trials_complete": status["complete"], "trials_failed": status["failed"],
+               "pareto_size": len(report["front"])}
+    if report["hypervolume"] is not None:
+        metrics["hypervolume"] = report["hypervolume"]
+    tracker.log_metrics(parent, metrics)
+    tracker.finish(parent)  # Tune returned: every trial reached a final state
+    return {"status": status, "pareto": report, "parent_run_id": parent, "experiment_id": tracker.experiment_id,
+            "mlflow_uri": sweep.storage.mlflow_uri}
+
+
+class _polling:
+    """Call on_progress(status) about once a second while the sweep runs (reads the Optuna study only)."""
+
+    def __init__(self, sweep: Sweep, on_progress: Progress | None):
+        self.sweep, self.on_progress, self.stop = sweep, on_progress, threading.Event()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(1.0):
+            try:
+                self.on_progress(sweep_status(self.sweep))
+            except Exception:  # the study may be mid-write; the next poll will do
+                pass
+
+    def __enter__(self):
+        if self.on_progress is not None:
+            self.thread = threading.Thread(target=self._loop, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.on_progress is not None and exc[0] is None:
+            self.thread.join()
+            self.on_progress(sweep_status(self.sweep))  # the final state, not the last poll's
+        return False

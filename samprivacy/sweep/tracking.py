@@ -1,0 +1,137 @@
+"""MLflow: one parent run per sweep, one child run per trial, found again by tags so resume never duplicates.
+
+Every call goes through an explicit `MlflowClient` (no fluent global state), so the driver and each trial
+worker can log to the same store, a SQLite file or an HTTP tracking server alike.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+TAG_SWEEP = "samprivacy.sweep"
+TAG_TRIAL = "samprivacy.trial_id"
+TAG_KIND = "samprivacy.kind"  # "sweep" on the parent, "trial" on children
+TAG_PARETO = "pareto"
+TAG_FAILURE = "samprivacy.failure"
+# MLflow 3 opens experiments on its GenAI overview unless told this is classic model development.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
+
+
+def git_revision(cwd: str | Path | None = None) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+class Tracker:
+    """The sweep's view of MLflow: experiment, parent run, child runs, Pareto tags."""
+
+    def __init__(self, tracking_uri: str, sweep: str, artifact_location: str | None = None):
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.tracking_uri, self.sweep = tracking_uri, sweep
+        self.experiment_id = self._experiment(artifact_location)
+
+    def _experiment(self, artifact_location: str | None) -> str:
+        experiment = self.client.get_experiment_by_name(self.sweep)
+        if experiment is None:
+            try:
+                experiment_id = self.client.create_experiment(self.sweep, artifact_location=artifact_location,
+                                                              tags=dict([EXPERIMENT_KIND]))
+            except Exception:  # created meanwhile by another process
+                experiment = self.client.get_experiment_by_name(self.sweep)
+                if experiment is None:
+                    raise
+                experiment_id = experiment.experiment_id
+        else:
+            experiment_id = experiment.experiment_id
+            if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+                self.client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
+        return experiment_id
+
+    def _find(self, **tags: str) -> list:
+        clauses = " and ".join(f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items())
+        return self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1000)
+
+    def parent_run(self, spec_json: str | None = None, spec_file: str | Path | None = None) -> str:
+        """The sweep's parent run: found by tag, created (with the spec and git revision) only the first time."""
+        runs = self._find(**{TAG_SWEEP: self.sweep, TAG_KIND: "sweep"})
+        if runs:
+            run_id = runs[0].info.run_id
+            if runs[0].info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=self.sweep, tags={
+            TAG_SWEEP: self.sweep, TAG_KIND: "sweep", "samprivacy.git_revision": git_revision()})
+        if spec_file is not None:
+            self.client.log_artifact(run.info.run_id, str(spec_file), "spec")
+        if spec_json is not None:
+            self.client.log_text(run.info.run_id, spec_json, "spec/resolved.json")
+        return run.info.run_id
+
+    def child_run(self, trial_id: str, parent_run_id: str, params: dict, run_name: str | None = None) -> str:
+        """The trial's run: the same one again after a retry or a resume."""
+        runs = self._find(**{TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id})
+        if runs:
+            return runs[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=run_name or trial_id, tags={
+            TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id, TAG_KIND: "trial", "mlflow.parentRunId": parent_run_id})
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def child_runs(self) -> list:
+        return self._find(**{TAG_SWEEP: self.sweep, TAG_KIND: "trial"})
+
+    def log_params(self, run_id: str, params: dict) -> None:
+        items = [Param(k, str(v)) for k, v in sorted(params.items()) if v is not None]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and math.isfinite(v)]
+        for i in range(0, len(items), _BATCH):
+            self.client.log_batch(run_id, metrics=items[i:i + _BATCH])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifacts(self, run_id: str, directory: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(directory), artifact_path)
+
+    def finish(self, run_id: str, failed_reason: str | None = None) -> None:
+        if failed_reason:
+            self.set_tags(run_id, {TAG_FAILURE: failed_reason[:5000]})
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed_reason else
+                                                               RunStatus.FINISHED))
+
+    def tag_pareto(self, front_trial_ids: set[str]) -> int:
+        """Tag every child run pareto=true/false; returns how many are on the front."""
+        for run in self.child_runs():
+            on_front = run.data.tags.get(TAG_TRIAL) in front_trial_ids
+            if run.data.tags.get(TAG_PARETO) != str(on_front).lower():
+                self.client.set_tag(run.info.run_id, TAG_PARETO, str(on_front).lower())
+        return len(front_trial_ids)
+
+
+def trial_metrics(summary: dict) -> dict[str, float]:
+    """Flatten a trial summary into prefixed MLflow metric names (test_, train_, val_, attack_<name>_...)."""
+    metrics = {k: summary[k] for k in ("test_acc", "train_acc", "val_acc", "attack_acc", "single_query_acc",
+                                       "label_only_acc", "best_epoch", "seconds") if summary.get(k) is not None}
+    for name, values in summary.get("attacks", {}).items():
+        for key, value in values.items():
+            metrics[f"attack_{name}_{key.replace('.', '')}"] = value
+    return metrics
