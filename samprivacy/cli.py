@@ -111,7 +111,141 @@ def print_trial_summary(summary: dict) -> None:
     out.print(table)
 
 
-PARSERS: list[Callable] = [add_trial_parser]
+def add_sweep_parsers(sub) -> None:
+    p = sub.add_parser("validate", help="check a sweep spec and report every problem")
+    p.add_argument("spec", help="path to a sweep spec (YAML)")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("run", help="run a sweep: Ray Tune trials, Optuna Pareto search, MLflow tracking")
+    p.add_argument("spec", help="path to a sweep spec (YAML), e.g. sweeps/quickstart.yaml")
+    p.add_argument("--workdir", help="where the sweep's state lives (default: the spec's, else ./runs/<name>)")
+    p.add_argument("--address", help="join an existing Ray cluster (e.g. auto, or ray://head:10001)")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("resume", help="continue an interrupted sweep; finished trials never re-run")
+    p.add_argument("name", help="the sweep's name")
+    p.add_argument("--workdir", help="the folder it ran in (default ./runs/<name>)")
+    p.add_argument("--address", help="join an existing Ray cluster")
+    p.set_defaults(handler=cmd_resume)
+
+    p = sub.add_parser("status", help="trials done, running, failed; the current Pareto front")
+    p.add_argument("name")
+    p.add_argument("--workdir")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("pareto", help="the non-dominated trials, hypervolume and plot files")
+    p.add_argument("name")
+    p.add_argument("--workdir")
+    p.add_argument("--out", help="folder for pareto.png / pareto.html / pareto.json (default <workdir>/pareto)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(handler=cmd_pareto)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from samprivacy.spec import load_spec
+
+    spec = load_spec(args.spec)
+    out.print(f"[green]ok[/] {args.spec}: sweep '{spec.name}', {spec.n_trials} trials, objectives "
+              + ", ".join(f"{k} ({v})" for k, v in spec.objectives.items()))
+    return 0
+
+
+def _progress_printer(total: int):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("[bold]trials"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+    task = progress.add_task("sweep", total=total, status="")
+
+    def update(status: dict) -> None:
+        progress.update(task, completed=status["complete"],
+                        status=f"running {status['running']}  failed {status['failed']}  "
+                               f"front {len(status['front'])}")
+    return progress, update
+
+
+def _print_sweep_outcome(outcome: dict) -> None:
+    status, report = outcome["status"], outcome["pareto"]
+    out.print(f"sweep [bold]{status['name']}[/]: {status['complete']} complete, {status['failed']} failed "
+              f"(budget {status['budget']})")
+    _print_front(report)
+    uri = outcome["mlflow_uri"]
+    out.print(f"MLflow: parent run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
+    workdir = status["workdir"]
+    out.print(f"open the UI:  samprivacy ui --workdir {workdir}   (then filter runs with  tags.pareto = 'true')")
+
+
+def _print_front(report: dict) -> None:
+    objectives = list(report["objectives"])
+    table = Table("trial", "tune id", *objectives, "params", title="Pareto front")
+    for row in sorted(report["front"], key=lambda r: r["number"]):
+        table.add_row(str(row["number"]), str(row["trial_id"]), *(f"{row[o]:.4f}" for o in objectives),
+                      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in row["params"].items()))
+    out.print(table)
+    if report.get("hypervolume") is not None:
+        out.print(f"hypervolume {report['hypervolume']:.4f} (reference {report.get('reference')})")
+    for kind, path in report.get("files", {}).items():
+        out.print(f"{kind}: {path}")
+
+
+def _run_with_progress(total: int, call) -> dict:
+    progress, update = _progress_printer(total)
+    with progress:
+        return call(update)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from samprivacy.spec import load_spec
+    from samprivacy.sweep import runner
+
+    spec = load_spec(args.spec)  # validated before anything starts
+    outcome = _run_with_progress(spec.n_trials, lambda update: runner.run(
+        spec, workdir=args.workdir, address=args.address, spec_file=args.spec, on_progress=update))
+    _print_sweep_outcome(outcome)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from samprivacy.sweep import runner
+    from samprivacy.sweep.results import open_sweep
+
+    total = open_sweep(args.name, args.workdir).spec.n_trials
+    outcome = _run_with_progress(total, lambda update: runner.resume(
+        args.name, workdir=args.workdir, address=args.address, on_progress=update))
+    _print_sweep_outcome(outcome)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from samprivacy.sweep.results import open_sweep, sweep_status
+
+    sweep = open_sweep(args.name, args.workdir)
+    status = sweep_status(sweep)
+    if args.json:
+        out.print_json(json.dumps(status, default=str))
+        return 0
+    out.print(f"sweep [bold]{status['name']}[/] in {status['workdir']}: {status['complete']}/{status['budget']} "
+              f"complete, {status['running']} running, {status['failed']} failed")
+    for failure in status["failures"]:
+        out.print(f"  trial {failure['number']} failed: {failure['reason']}")
+    _print_front({"objectives": sweep.spec.objectives, "front": status["front"]})
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from samprivacy.sweep.results import open_sweep, pareto_report
+
+    report = pareto_report(open_sweep(args.name, args.workdir), args.out)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_front(report)
+    return 0
+
+
+PARSERS: list[Callable] = [add_trial_parser, add_sweep_parsers]
 
 
 def build_parser() -> argparse.ArgumentParser:
