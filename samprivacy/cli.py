@@ -224,7 +224,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     sweep = open_sweep(args.name, args.workdir)
     status = sweep_status(sweep)
     if args.json:
-        out.print_json(json.dumps(status, default=str))
+        print(json.dumps(status, indent=2, default=str))
         return 0
     out.print(f"sweep [bold]{status['name']}[/] in {status['workdir']}: {status['complete']}/{status['budget']} "
               f"complete, {status['running']} running, {status['failed']} failed")

@@ -36,7 +36,8 @@ class Sweep:
         """Write workdir/sweep.json (atomically): what `resume`, `status` and `pareto` read back."""
         path = self.storage.workdir / SWEEP_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"spec": json.loads(self.spec.canonical_json()), "storage": self.storage.model_dump(mode="json")}
+        # Not canonical_json(): its sorted keys would reorder `objectives`, whose order is Optuna's.
+        doc = {"spec": self.spec.model_dump(mode="json"), "storage": self.storage.model_dump(mode="json")}
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=".sweep.") as tmp:
             json.dump(doc, tmp, indent=2)
         os.replace(tmp.name, path)

@@ -32,6 +32,9 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 # Every epoch checkpoint forces a snapshot (num_to_keep=1): intended, so Tune's warning about it is noise.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
+# Tune's new console output prints an experiment box even with verbose=0; the CLI shows its own progress.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
 Progress = Callable[[dict], None]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -61,13 +64,14 @@ def resume(name: str, *, workdir: str | Path | None = None, address: str | None 
 
 
 def start_ray(address: str | None) -> None:
+    """Join `address`, or the cluster a Ray job runs in (RAY_ADDRESS), or start a private local Ray.
+
+    "local" matters: a bare ray.init() would attach to any cluster `ray start` left running on this machine.
+    """
     if ray.is_initialized():
         return
-    kwargs = dict(logging_level=logging.WARNING, log_to_driver=False)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(include_dashboard=False, **kwargs)
+    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", logging_level=logging.WARNING,
+             log_to_driver=False, **({} if address or os.environ.get("RAY_ADDRESS") else {"include_dashboard": False}))
 
 
 def _tracker(sweep: Sweep) -> Tracker:

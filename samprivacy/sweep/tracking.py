@@ -128,10 +128,16 @@ class Tracker:
 
 
 def trial_metrics(summary: dict) -> dict[str, float]:
-    """Flatten a trial summary into prefixed MLflow metric names (test_, train_, val_, attack_<name>_...)."""
-    metrics = {k: summary[k] for k in ("test_acc", "train_acc", "val_acc", "attack_acc", "single_query_acc",
+    """A trial summary as MLflow metrics: test_acc, attack_acc, attack_<name>_<metric>, ...
+
+    train_acc / val_acc are per-epoch curves in the same run, so the selected model's values are logged as
+    selected_train_acc / selected_val_acc.
+    """
+    metrics = {k: summary[k] for k in ("test_acc", "attack_acc", "attack_auc", "attack_advantage",
+                                       "attack_tpr_at_fpr_0.001", "attack_tpr_at_fpr_0.01", "single_query_acc",
                                        "label_only_acc", "best_epoch", "seconds") if summary.get(k) is not None}
+    metrics |= {f"selected_{k}": summary[k] for k in ("train_acc", "val_acc")}
     for name, values in summary.get("attacks", {}).items():
         for key, value in values.items():
-            metrics[f"attack_{name}_{key.replace('.', '')}"] = value
+            metrics[f"attack_{name}_{key}"] = value
     return metrics

@@ -1,0 +1,105 @@
+"""The sweep service end to end on a local Ray with SQLite MLflow/Optuna: counts, tags, the front, failures."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from samprivacy.cli import main
+from samprivacy.spec import parse_spec
+from samprivacy.sweep import runner
+from samprivacy.sweep.pareto import non_dominated
+from samprivacy.sweep.tracking import TAG_KIND, TAG_TRIAL
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "name": "tiny", "datasets": ["digits"], "seeds": [0],
+    "optimizers": {"sgd": {}, "sam": {"rho": {"low": 0.01, "high": 0.2, "log": True}}},
+    "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
+    "attacks": ["loss", "confidence"], "trials": 4, "max_concurrent": 2,
+    "resources": {"cpu": 1, "gpu": 0}, "sampler": {"name": "random", "seed": 0},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def runs_of(workdir, name):
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    experiment = client.get_experiment_by_name(name)
+    return client, experiment, client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def test_a_sweep_leaves_one_parent_and_one_child_per_trial(tmp_path, capsys):
+    spec = parse_spec(TINY)
+    outcome = runner.run(spec, workdir=tmp_path)
+    client, experiment, runs = runs_of(tmp_path, "tiny")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    parents = [r for r in runs if r.data.tags.get(TAG_KIND) == "sweep"]
+    children = [r for r in runs if r.data.tags.get(TAG_KIND) == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 4 and len({r.data.tags[TAG_TRIAL] for r in children}) == 4
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert all(r.info.status == "FINISHED" and {"test_acc", "attack_acc"} <= set(r.data.metrics) for r in children)
+    # per-epoch curves and artifacts
+    history = client.get_metric_history(children[0].info.run_id, "val_acc")
+    assert [m.step for m in history] == [1, 2]
+    assert {a.path for a in client.list_artifacts(children[0].info.run_id)} >= {"model.pt", "splits.npz", "roc.npz"}
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id, "pareto")} >= {
+        "pareto/pareto.png", "pareto/pareto.html", "pareto/pareto.json"}
+    # Optuna: every trial COMPLETE; the pareto tags are exactly the non-dominated trials
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    points = [[r.data.metrics["test_acc"], r.data.metrics["attack_acc"]] for r in children]
+    mask = non_dominated(points, ["max", "min"])
+    assert [r.data.tags["pareto"] == "true" for r in children] == list(mask)
+    assert outcome["status"]["complete"] == 4 and len(outcome["pareto"]["front"]) == int(mask.sum())
+    # each trial's MLflow params match the config Optuna chose
+    for r in children:
+        number = int(r.data.params["optuna_trial"])
+        assert r.data.params["optimizer"] == study.trials[number].params.get("optimizer", "sgd")
+
+    # status / pareto read the same record without Ray
+    capsys.readouterr()
+    assert main(["status", "tiny", "--workdir", str(tmp_path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["complete"] == 4 and status["failed"] == 0
+    by_id = {r.data.tags[TAG_TRIAL]: r.data.metrics for r in children}
+    for row in status["front"]:  # values land under the right objective names (order is Optuna's)
+        assert row["test_acc"] == pytest.approx(by_id[row["trial_id"]]["test_acc"])
+        assert row["attack_acc"] == pytest.approx(by_id[row["trial_id"]]["attack_acc"])
+    assert main(["pareto", "tiny", "--workdir", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["front"]) == int(mask.sum()) and 0 < report["hypervolume"] <= 1
+    # a second `run` refuses instead of mixing two sweeps in one study
+    assert main(["run", "/dev/null", "--workdir", str(tmp_path)]) == 2
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(json.dumps(TINY))
+    assert main(["run", str(spec_file), "--workdir", str(tmp_path)]) == 2
+    assert "samprivacy resume tiny" in capsys.readouterr().err
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
+    spec = parse_spec({**TINY, "name": "diverge", "optimizers": {"sharpreg": {"rho": 0.01, "lam": 1.5, "xi": 0.3}},
+                       "train": {"epochs": 2, "batch_size": 128, "momentum": 0.0,
+                                 "lr": {"choices": [0.05, 1.0e30]}},
+                       "sampler": {"name": "grid"}, "trials": None})
+    outcome = runner.run(spec, workdir=tmp_path)
+    study = optuna.load_study(study_name="diverge", storage=f"sqlite:///{tmp_path}/optuna.db")
+    states = {t.params["lr"]: t for t in study.trials}
+    assert states[0.05].state.name == "COMPLETE"
+    assert states[1.0e30].state.name == "FAIL"
+    assert "diverged at epoch 1" in states[1.0e30].user_attrs["fail_reason"]
+    assert outcome["status"]["failed"] == 1 and outcome["status"]["running"] == 0
+    client, _, runs = runs_of(tmp_path, "diverge")
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 1 and "diverged" in failed[0].data.tags["samprivacy.failure"]
