@@ -58,7 +58,7 @@ class TrialResult:
         }
 
     def save(self, directory: str | Path) -> Path:
-        """Write summary.json, splits.npz, model.pt (state dict; load with weights_only=True), roc.npz."""
+        """Write summary.json, splits.npz, model.pt (state dict; load with weights_only=True), roc.npz, roc.png."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2))
@@ -67,7 +67,29 @@ class TrialResult:
         np.savez(directory / "roc.npz", **{
             f"{name}_{axis}": getattr(r.metrics, axis) for name, r in self.attacks.results.items()
             for axis in ("fpr", "tpr")})
+        plot_roc(self.attacks, directory / "roc.png")
         return directory
+
+
+def plot_roc(report: AttackReport, path: Path) -> Path:
+    """Every attack's ROC on log-log axes, where the low-FPR regime that matters for privacy is visible."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, result in sorted(report.results.items(), key=lambda kv: -kv[1].metrics.auc):
+        ax.plot(np.maximum(result.metrics.fpr, 1e-5), np.maximum(result.metrics.tpr, 1e-5),
+                label=f"{name} (AUC {result.metrics.auc:.3f})", linewidth=1)
+    ax.plot([1e-5, 1], [1e-5, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="false positive rate",
+           ylabel="true positive rate", title="membership inference ROC")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def train_config(config: TrialConfig) -> TrainConfig:

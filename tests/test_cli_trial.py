@@ -24,7 +24,8 @@ def test_trial_writes_every_metric(tmp_path, capsys):
     assert {"loss", "confidence", "nn", "label_only", "entropy_classwise"} <= set(doc["attacks"])
     assert all(set(m) == METRIC_KEYS for m in doc["attacks"].values())
     assert len(doc["history"]) == 3
-    assert {p.name for p in (tmp_path / "artifacts").iterdir()} >= {"summary.json", "splits.npz", "model.pt", "roc.npz"}
+    assert {p.name for p in (tmp_path / "artifacts").iterdir()} >= {"summary.json", "splits.npz", "model.pt", "roc.npz",
+                                                                     "roc.png"}
     assert "test acc" in capsys.readouterr().out
 
 
