@@ -1,0 +1,40 @@
+"""Configuration parsed once at the edge into frozen typed objects.
+
+    trial.py   TrialConfig: one trial (the `samprivacy trial` command, the sweep's trainable, reports)
+    params.py  Param and the optimizer / training groups of a sweep's search space
+    sweep.py   SweepSpec: a sweep written as data (sweeps/*.yaml; reference docs/spec.md)
+    load.py    load_spec / parse_spec: YAML -> SweepSpec
+    errors.py  SpecError: every problem with its field path, the bad value and the fix
+"""
+
+from samprivacy.spec.errors import SpecError
+from samprivacy.spec.load import load_spec, parse_spec
+from samprivacy.spec.params import (
+                                    ATTACK_NAMES,
+                                    DATASET_NAMES,
+                                    OBJECTIVE_METRICS,
+                                    OPTIMIZER_PARAMS,
+                                    SAMPLER_NAMES,
+                                    OptimizerSpace,
+                                    Param,
+                                    TrainSpace,
+                                    field_kind,
+)
+from samprivacy.spec.sweep import (
+                                    ResolvedStorage,
+                                    Resources,
+                                    SamplerSpec,
+                                    StorageSpec,
+                                    SweepSpec,
+)
+from samprivacy.spec.trial import (
+                                    OPTIMIZERS,
+                                    SINGLE_QUERY_ATTACKS,
+                                    TrialConfig,
+                                    parse_trial_config,
+)
+
+__all__ = ["ATTACK_NAMES", "DATASET_NAMES", "OBJECTIVE_METRICS", "OPTIMIZERS", "OPTIMIZER_PARAMS", "SAMPLER_NAMES",
+           "SINGLE_QUERY_ATTACKS", "OptimizerSpace", "Param", "ResolvedStorage", "Resources", "SamplerSpec",
+           "SpecError", "StorageSpec", "SweepSpec", "TrainSpace", "TrialConfig", "field_kind", "load_spec",
+           "parse_spec", "parse_trial_config"]

@@ -1,0 +1,283 @@
+"""`SweepSpec`: a sweep written as data (sweeps/*.yaml); reference: docs/spec.md."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from samprivacy.spec.errors import Problem, did_you_mean, raise_problems
+from samprivacy.spec.errors import problems as error_problems
+from samprivacy.spec.params import (
+    _DIRECTIONS,
+    _SLUG,
+    ATTACK_NAMES,
+    DATASET_NAMES,
+    OBJECTIVE_METRICS,
+    OPTIMIZER_PARAMS,
+    SAMPLER_NAMES,
+    OptimizerSpace,
+    Param,
+    TrainSpace,
+    _Spec,
+    field_kind,
+)
+from samprivacy.spec.trial import OPTIMIZERS
+
+
+class SamplerSpec(_Spec):
+    name: str = "tpe"
+    seed: NonNegativeInt | None = 0
+    n_startup_trials: NonNegativeInt | None = Field(None, description="tpe/gp: random trials before modelling")
+    population_size: int | None = Field(None, ge=2, description="nsga2: individuals per generation (default 50)")
+
+    @model_validator(mode="after")
+    def _options(self) -> "SamplerSpec":
+        problems = []
+        if self.name not in SAMPLER_NAMES:
+            problems.append(("name", f"unknown sampler {self.name!r}; {did_you_mean(self.name, SAMPLER_NAMES)}"
+                                     f"use one of {', '.join(SAMPLER_NAMES)}"))
+        if self.n_startup_trials is not None and self.name not in ("tpe", "gp"):
+            problems.append(("n_startup_trials", f"applies only to tpe and gp, not {self.name}; remove it"))
+        if self.population_size is not None and self.name != "nsga2":
+            problems.append(("population_size", f"applies only to nsga2, not {self.name}; remove it"))
+        raise_problems(problems)
+        return self
+
+
+class Resources(_Spec):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0, description="fractions < 1 pack several trials on one GPU")
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_above_one(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise_problems([("", f"must be a fraction <= 1 or a whole number (Ray's rule), got {v}; use {math.ceil(v)}")])
+        return v
+
+
+_MLFLOW_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+_OPTUNA_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def _scheme(url: str) -> str | None:
+    return url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else None
+
+
+class StorageSpec(_Spec):
+    workdir: str | None = Field(None, description="None = ./runs/<name>")
+    tune_storage: str | None = Field(None, description="Ray Tune storage_path (s3://, shared dir); None = workdir/tune")
+    mlflow_uri: str | None = Field(None, description="None = sqlite:///<workdir>/mlflow.db")
+    optuna_url: str | None = Field(None, description="None = sqlite:///<workdir>/optuna.db")
+
+    @model_validator(mode="after")
+    def _urls(self) -> "StorageSpec":
+        problems = []
+        if self.mlflow_uri is not None and _scheme(self.mlflow_uri) not in _MLFLOW_SCHEMES:
+            problems.append(("mlflow_uri", f"MLflow 3 needs a database or server URI (no file store), got "
+                             f"{self.mlflow_uri!r}; use sqlite:///path/mlflow.db or http://host:5000"))
+        if self.optuna_url is not None and _scheme(self.optuna_url) not in _OPTUNA_SCHEMES:
+            problems.append(("optuna_url", f"must be a database URL for Optuna's RDBStorage, got {self.optuna_url!r};"
+                             " use sqlite:///path/optuna.db or postgresql://user@host:5432/optuna"))
+        raise_problems(problems)
+        return self
+
+
+class ResolvedStorage(_Spec):
+    """Where a sweep's state lives, with every default filled in (absolute paths: Ray needs them)."""
+
+    workdir: Path
+    tune_storage: str
+    mlflow_uri: str
+    optuna_url: str
+
+
+class SweepSpec(_Spec):
+    """A sweep: what to search (datasets, seeds, optimizers' conditional ranges, training), how (objectives,
+    sampler, trial count, concurrency, resources) and where state lives. Valid once constructed."""
+
+    name: str
+    description: str = ""
+    datasets: tuple[str, ...] = ("digits",)
+    data_root: str | None = None
+    download: bool = False
+    seeds: tuple[int, ...] = (0,)
+    optimizers: dict[str, OptimizerSpace]
+    train: TrainSpace = TrainSpace()
+    attacks: tuple[str, ...] | None = None
+    objectives: dict[str, str] = Field(default_factory=lambda: {"test_acc": "max", "attack_acc": "min"})
+    sampler: SamplerSpec = SamplerSpec()
+    trials: PositiveInt | None = Field(None, description="None only for grid: the whole grid")
+    max_concurrent: PositiveInt = 1
+    resources: Resources = Resources()
+    max_failures: NonNegativeInt = Field(1, description="retries per trial (Tune FailureConfig)")
+    storage: StorageSpec = StorageSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not _SLUG.fullmatch(v):
+            example = re.sub(r"[^a-z0-9_-]+", "-", v.lower()).strip("-_")[:63] or "my-sweep"
+            raise_problems([("", f"must be a slug of lowercase letters, digits, '-' and '_' (at most 63, starting with a "
+                         f"letter or digit), got {v!r}; e.g. {example!r}")])
+        return v
+
+    @field_validator("datasets", "seeds", "attacks")
+    @classmethod
+    def _names(cls, v: tuple | None, info) -> tuple | None:
+        if v is None:
+            return v
+        known = {"datasets": DATASET_NAMES, "attacks": ATTACK_NAMES}.get(info.field_name)
+        problems = [] if v else [("", "must list at least one entry")]
+        for i, item in enumerate(v):
+            if known is not None and item not in known:
+                problems.append((f"[{i}]", f"unknown name {item!r}; {did_you_mean(item, known)}"
+                                           f"use one of {', '.join(known)}"))
+            elif known is None and item < 0:
+                problems.append((f"[{i}]", f"must be >= 0, got {item}"))
+            elif item in v[:i]:
+                problems.append((f"[{i}]", f"{item!r} is listed twice; list each once"))
+        raise_problems(problems)
+        # datasets and seeds are sets: a canonical order keeps Optuna's categorical choices (and the hash) the
+        # same when the YAML lists them differently
+        if info.field_name == "datasets":
+            return tuple(d for d in DATASET_NAMES if d in v)
+        return tuple(sorted(v)) if info.field_name == "seeds" else v
+
+    @field_validator("optimizers", mode="wrap")
+    @classmethod
+    def _optimizers(cls, v: Any, handler) -> dict[str, OptimizerSpace]:
+        # wrap: which keys apply to which optimizer is checked on the raw mapping, so it is reported together
+        # with the problems inside each optimizer's ranges
+        problems: list[Problem] = []
+        if isinstance(v, (list, tuple)):
+            example = ", ".join(f"{o}: {{}}" for o in v)
+            raise_problems([("", f"must map each optimizer to its parameters, e.g. {{{example}}}")])
+        if isinstance(v, dict):
+            problems += [] if v else [("", "must name at least one optimizer, e.g. {sgd: {}, sam: {rho: 0.05}}")]
+            for name, keys in v.items():
+                if name not in OPTIMIZERS:
+                    problems.append((str(name), f"unknown optimizer; {did_you_mean(name, OPTIMIZERS)}"
+                                                f"use one of {', '.join(OPTIMIZERS)}"))
+                    continue
+                keys = {k for k, x in keys.items() if x is not None} if isinstance(keys, dict) else set()
+                for key in sorted(keys & {"rho", "lam", "xi"} - set(OPTIMIZER_PARAMS[name])):
+                    takers = [o for o, ks in OPTIMIZER_PARAMS.items() if key in ks]
+                    problems.append((f"{name}.{key}", f"{name} takes no {key}; remove it or move it under "
+                                                      f"{' or '.join(takers)}"))
+                if name == "sharpreg":
+                    problems += [(f"sharpreg.{k}", f"required for sharpreg (the paper uses {k}: {d})")
+                                 for k, d in (("lam", 1.5), ("xi", 0.3)) if k not in keys]
+        try:
+            v = handler(v)
+        except ValidationError as exc:
+            raise_problems(problems + error_problems(exc, [*OptimizerSpace.model_fields, *Param.model_fields]))
+        space = v.get("sharpreg")
+        if not problems and space is not None:
+            (lam_low, _), (_, xi_high) = space.lam.extent(), space.xi.extent()
+            if 1 + lam_low - xi_high <= 0:  # the weight (1 + λ − ξ) of L(w) must stay positive
+                problems.append(("sharpreg", f"1 + lam - xi must stay positive, but lam can be {lam_low} "
+                                             f"with xi {xi_high}; raise lam or lower xi"))
+        raise_problems(problems)
+        return {name: v[name] for name in OPTIMIZERS if name in v}  # canonical order: reordering YAML keys is no change
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: dict[str, str]) -> dict[str, str]:
+        problems = [] if len(v) >= 2 else [("", f"needs at least 2 objectives for a Pareto front, got {len(v)}; "
+                                               "e.g. {test_acc: max, attack_acc: min}")]
+        for metric, direction in v.items():
+            if metric not in OBJECTIVE_METRICS:
+                problems.append((metric, f"unknown metric; {did_you_mean(metric, OBJECTIVE_METRICS)}"
+                                         f"use one of {', '.join(OBJECTIVE_METRICS)}"))
+            if direction.lower() not in _DIRECTIONS:
+                problems.append((metric, f"direction must be max or min, got {direction!r}"))
+        raise_problems(problems)
+        return {metric: _DIRECTIONS[direction.lower()] for metric, direction in v.items()}
+
+    @model_validator(mode="after")
+    def _budget(self) -> "SweepSpec":
+        problems = []
+        if self.sampler.name == "grid":
+            problems += [(path, "sampler grid needs finite values: give {choices: [...]} or a step")
+                         for path, p, integer in self._searched() if p.values(integer) is None]
+            size = self.grid_size()
+            if not problems and self.trials is not None and self.trials > size:
+                problems.append(("trials", f"the grid has {size} combinations; set trials <= {size} "
+                                           "or leave it out to run the whole grid"))
+        elif self.trials is None:
+            problems.append(("trials", f"required for sampler {self.sampler.name}; e.g. trials: 16"))
+        raise_problems(problems)
+        return self
+
+    def _searched(self):
+        """(path, Param, integer?) of every Param that varies, optimizers' and training's."""
+        groups = [(f"optimizers.{o}", s) for o, s in self.optimizers.items()] + [("train", self.train)]
+        return [(f"{prefix}.{name}", p, field_kind(name) == "int")
+                for prefix, group in groups for name, p in group.params().items() if not p.is_fixed]
+
+    @property
+    def objective_names(self) -> tuple[str, ...]:
+        return tuple(self.objectives)
+
+    @property
+    def objective_modes(self) -> tuple[str, ...]:
+        """'max' or 'min' per objective, in order (Ray Tune's `mode` list; Optuna wants maximize/minimize)."""
+        return tuple(self.objectives.values())
+
+    @property
+    def n_trials(self) -> int:
+        return self.trials if self.trials is not None else self.grid_size()
+
+    def grid_size(self) -> int | None:
+        """How many distinct trial configurations the spec allows; None if any searched range is continuous."""
+        def size(group) -> int | None:
+            sizes = [p.values(field_kind(n) == "int") for n, p in group.params().items()]
+            return None if None in sizes else math.prod(len(s) for s in sizes)
+        per_optimizer = [size(s) for s in self.optimizers.values()]
+        common = size(self.train)
+        if common is None or None in per_optimizer:
+            return None
+        return len(self.datasets) * len(self.seeds) * common * sum(per_optimizer)
+
+    def fixed_trial_fields(self) -> dict[str, Any]:
+        """TrialConfig fields that are the same in every trial of the sweep."""
+        fields: dict[str, Any] = {"data_root": self.data_root, "download": self.download, "attacks": self.attacks}
+        fields |= {k: v for k in ("model", "hidden", "split_seed") if (v := getattr(self.train, k)) is not None}
+        groups = [self.train] + (list(self.optimizers.values()) if len(self.optimizers) == 1 else [])
+        fields |= {k: p.fixed for g in groups for k, p in g.params().items() if p.is_fixed}
+        for key, options in (("dataset", self.datasets), ("seed", self.seeds), ("optimizer", tuple(self.optimizers))):
+            if len(options) == 1:
+                fields[key] = options[0]
+        return fields
+
+    def canonical_json(self) -> str:
+        """Every setting, defaults included, keys sorted: equal specs give equal text whatever the YAML looked like."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def spec_hash(self) -> str:
+        """sha256 of canonical_json(): tag runs with it so resume can tell an edited spec."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def resolved_storage(self, base: str | Path | None = None) -> ResolvedStorage:
+        """Fill in storage defaults: ./runs/<name> (relative to `base`, default the working directory) and
+        SQLite files in it."""
+        workdir = (Path(base or Path.cwd()) / (self.storage.workdir or f"runs/{self.name}")).resolve()
+        return ResolvedStorage(
+            workdir=workdir, tune_storage=self.storage.tune_storage or str(workdir / "tune"),
+            mlflow_uri=self.storage.mlflow_uri or f"sqlite:///{workdir / 'mlflow.db'}",
+            optuna_url=self.storage.optuna_url or f"sqlite:///{workdir / 'optuna.db'}")
+
