@@ -245,7 +245,88 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
-PARSERS: list[Callable] = [add_trial_parser, add_sweep_parsers]
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def add_cluster_parsers(sub) -> None:
+    p = sub.add_parser("submit", help="run a sweep on a Ray cluster as a Ray job", description=(
+        "Validate the spec here, then submit `samprivacy run` on it through Ray's Job Submission API. Prints the "
+        "job id; --follow streams the job's output and exits 1 unless the job succeeds. Token auth: set "
+        "RAY_AUTH_MODE=token with the cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN_PATH). "
+        "docs/cluster.md has the whole setup."))
+    p.add_argument("spec", help="path to a sweep spec (YAML); only this file is sent to the cluster")
+    p.add_argument("--address", help="the Ray dashboard, e.g. http://head:8265 (default: RAY_API_SERVER_ADDRESS, "
+                                     "else http://127.0.0.1:8265)")
+    p.add_argument("--workdir", help="where the sweep's state goes, as the cluster sees it (a shared path on a "
+                                     "multi-node cluster); default: the spec's, else ./runs/<name>, made absolute")
+    p.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
+    p.add_argument("--python", default="python", help="the cluster's Python with samprivacy installed "
+                                                      "(default: `python` on the cluster's PATH)")
+    p.add_argument("--env", action="append", type=_env_pair, default=[], metavar="KEY=VALUE",
+                   help="an environment variable for the job's driver and trials (repeatable)")
+    p.set_defaults(handler=cmd_submit)
+
+    p = sub.add_parser("ui", help="the MLflow UI on a sweep's local store (loopback by default)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--workdir", help="the folder the sweep ran in")
+    where.add_argument("--name", help="the sweep's name, for ./runs/NAME")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on; 0.0.0.0 exposes the UI (no login)")
+    p.set_defaults(handler=cmd_ui)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from samprivacy.sweep import submit
+
+    job_id = submit.submit_sweep(args.spec, args.address, workdir=args.workdir, extra_env=dict(args.env),
+                                 python=args.python)
+    address = submit.dashboard_address(args.address)
+    print(job_id, flush=True)  # alone on stdout, so scripts can capture it
+    if not args.follow:
+        console.print(f"follow it with  ray job logs --follow {job_id} --address {address}")
+        return 0
+    try:
+        for chunk in submit.follow_logs(address, job_id):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        console.print(f"stopped following; the job goes on (stop it with  ray job stop {job_id} --address {address})")
+        raise
+    report = submit.wait_for_job(address, job_id)
+    colour = "green" if report.succeeded else "red"
+    console.print(f"job {job_id}: [{colour}]{report.status}[/]" + (f" ({escape(report.message)})" if report.message
+                                                                    and not report.succeeded else ""))
+    return 0 if report.succeeded else 1
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from rich.markup import escape
+
+    from samprivacy.sweep.ui import ui_command
+
+    command = ui_command(args.workdir, args.name, host=args.host, port=args.port)
+    out.print(f"MLflow UI for {escape(str(command.workdir))}: [bold]{command.url}[/]  (Ctrl-C stops it)")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] listening on {args.host}: anyone who can reach it can read and write "
+                      "the runs (MLflow's UI has no login)")
+    process = subprocess.Popen(command.argv, env={**os.environ, **command.env})
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+        raise
+
+
+PARSERS: list[Callable] = [add_trial_parser, add_sweep_parsers, add_cluster_parsers]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,10 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except SamprivacyError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")  # messages hold paths like [/tmp/x]: not markup
         return 2
     except TrainingDiverged as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         return 3
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
