@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from samprivacy.errors import SamprivacyError, TrainingDiverged
@@ -280,7 +281,6 @@ def add_cluster_parsers(sub) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from rich.markup import escape
 
     from samprivacy.sweep import submit
 
@@ -308,7 +308,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
-    from rich.markup import escape
 
     from samprivacy.sweep.ui import ui_command
 
