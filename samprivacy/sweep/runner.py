@@ -53,8 +53,18 @@ def run(spec: SweepSpec, *, workdir: str | Path | None = None, address: str | No
         raise ConfigError(f"sweep '{spec.name}' already has state in {sweep.storage.workdir}; continue it with "
                           f"`samprivacy resume {spec.name} --workdir {sweep.storage.workdir}`, or choose another "
                           f"`name` or --workdir")
+    preflight(spec)
     sweep.save()
     return _execute(sweep, address, spec_file, on_progress, restore=False)
+
+
+def preflight(spec: SweepSpec) -> None:
+    """Load each dataset once in the driver, so a missing or malformed file stops the sweep before anything
+    starts (instead of failing every trial on the workers)."""
+    from samprivacy.learn.data import load_dataset
+
+    for name in spec.datasets:
+        load_dataset(name, root=_data_root(spec), seed=spec.seeds[0], download=spec.download)
 
 
 def resume(name: str, *, workdir: str | Path | None = None, address: str | None = None,

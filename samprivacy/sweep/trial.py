@@ -2,8 +2,8 @@
 
 Every epoch it logs metrics to the trial's MLflow child run and reports to Tune with a checkpoint, so a
 retried or resumed trial continues from its last epoch. It always ends with finite objectives or a stated
-failure: a diverging run reports `failed` (Optuna records FAIL with the reason; Tune does not retry it, since
-it would diverge again), the MLflow run is marked FAILED with the reason, and the sweep goes on.
+failure: a diverging run or bad input reports `failed` (Optuna records FAIL with the reason; Tune does not
+retry it, since it would fail the same way), the MLflow run is marked FAILED with the reason, and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from samprivacy.errors import TrainingDiverged
+from samprivacy.errors import SamprivacyError, TrainingDiverged
 from samprivacy.pipeline import TrialResult, run_trial
 from samprivacy.spec import SweepSpec, TrialConfig
 from samprivacy.sweep.space import config_from_params
@@ -83,9 +83,9 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
 
     try:
         result: TrialResult = run_trial(config, on_epoch=on_epoch, resume=restored[1] if restored else None)
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, SamprivacyError) as exc:  # deterministic: a retry would fail the same way
         tracker.finish(run_id, failed_reason=str(exc))
-        tune.report({"failed": str(exc), "diverged_epoch": exc.epoch})
+        tune.report({"failed": str(exc)})
         return
     except Exception as exc:  # Tune retries it (FailureConfig) from the last epoch; MLflow shows why
         tracker.set_tags(run_id, {"samprivacy.last_error": f"{type(exc).__name__}: {exc}"[:5000]})

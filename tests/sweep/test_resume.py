@@ -82,7 +82,87 @@ def test_sigkill_then_resume_finishes_the_budget_exactly_once(tmp_path, kill_whe
     assert len(complete) == len(tune_ids) == len(children) == BUDGET
     assert sorted(optuna_ids) == sorted(tune_ids) == sorted(mlflow_ids)  # the same trials, none twice
     assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in children)
-    # finished per-epoch curves are whole: one value per epoch, no epoch logged twice by a re-run
-    for r in children:
-        steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_acc")]
-        assert sorted(set(steps)) == list(range(1, SPEC["train"]["epochs"] + 1))
+    assert_whole_curves(client, children, SPEC["train"]["epochs"])
+
+
+def assert_whole_curves(client, runs, epochs):
+    """Every epoch is in each run's curve; an epoch re-run after a crash logged the same value again."""
+    for r in runs:
+        history = client.get_metric_history(r.info.run_id, "val_acc")
+        assert sorted({m.step for m in history}) == list(range(1, epochs + 1))
+        for step in range(1, epochs + 1):
+            assert len({m.value for m in history if m.step == step}) == 1
+
+
+def test_a_killed_trial_worker_is_retried_from_its_last_epoch(tmp_path):
+    """SIGKILL the Ray worker running a trial: Tune retries it (max_failures) from its epoch checkpoint."""
+    spec = {**SPEC, "name": "crash", "seeds": [0], "optimizers": {"sgd": {}}, "trials": 2, "max_concurrent": 1,
+            "max_failures": 1, "train": {"epochs": 8, "batch_size": 32, "lr": 0.05},
+            "sampler": {"name": "random", "seed": 0}}
+    spec_file = tmp_path / "crash.yaml"
+    spec_file.write_text(json.dumps(spec))
+    workdir = tmp_path / "work"
+    log = open(tmp_path / "run.log", "w")
+    driver = samprivacy("run", str(spec_file), "--workdir", str(workdir), stdout=log, stderr=log)
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+
+    def epochs_logged() -> int:
+        try:
+            runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id],
+                                      filter_string="tags.`samprivacy.kind` = 'trial'")
+            return max((len(client.get_metric_history(r.info.run_id, "val_acc")) for r in runs), default=0)
+        except Exception:
+            return 0
+
+    deadline = time.monotonic() + 240
+    while epochs_logged() < 3:
+        assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
+        time.sleep(0.2)
+    logged_before_kill = epochs_logged()
+    workers = [pid for pid in descendants(driver.pid) if "ImplicitFunc" in cmdline(pid)]
+    assert workers, "no trial worker found under the driver"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    assert driver.wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+
+    study = optuna.load_study(study_name="crash", storage=f"sqlite:///{workdir}/optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    experiment = client.get_experiment_by_name("crash")
+    children = [r for r in client.search_runs([experiment.experiment_id])
+                if r.data.tags.get("samprivacy.kind") == "trial"]
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    assert_whole_curves(client, children, 8)
+    # resumed from its checkpoint, not restarted: a restart would have logged all 8 epochs again
+    assert max(len(client.get_metric_history(r.info.run_id, "val_acc")) for r in children) < logged_before_kill + 8
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(workdir / "tune" / "crash")).trials
+    assert sorted(t.status for t in trials) == ["TERMINATED", "TERMINATED"]
+    assert sum(t.num_failures for t in trials) == 1  # the retry happened
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (Linux /proc): the driver's Ray processes and workers."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [p for p, parent in parents.items() if parent == pid]
+        found += children
+        frontier += children
+    return found

@@ -103,3 +103,13 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path)
     client, _, runs = runs_of(tmp_path, "diverge")
     failed = [r for r in runs if r.info.status == "FAILED"]
     assert len(failed) == 1 and "diverged" in failed[0].data.tags["samprivacy.failure"]
+
+
+def test_missing_data_stops_the_sweep_before_anything_starts(tmp_path, capsys):
+    spec_file = tmp_path / "purchase.yaml"
+    spec_file.write_text(json.dumps({**TINY, "name": "nodata", "datasets": ["purchase100"],
+                                     "data_root": str(tmp_path / "no-such-folder")}))
+    assert main(["run", str(spec_file), "--workdir", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-folder" in err and "Traceback" not in err
+    assert not (tmp_path / "work").exists()  # nothing half-written
