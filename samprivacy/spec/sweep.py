@@ -124,6 +124,9 @@ class SweepSpec(_Spec):
     max_concurrent: PositiveInt = 1
     resources: Resources = Resources()
     max_failures: NonNegativeInt = Field(1, description="retries per trial (Tune FailureConfig)")
+    checkpoint_interval_s: float = Field(10.0, ge=0.0, description=(
+        "a trial checkpoints (and flushes its epoch curves to MLflow) at most this often, and after the last "
+        "epoch; 0 = every epoch. A crashed trial loses at most this much training"))
     storage: StorageSpec = StorageSpec()
 
     @field_validator("name")

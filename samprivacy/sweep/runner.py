@@ -21,14 +21,14 @@ from ray import tune
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.results import Sweep, open_sweep, pareto_report, sweep_status, trial_rows
-from samprivacy.sweep.search import SweepSearch
+from samprivacy.sweep.search import SweepSearch, fail_stale_trials, load_study
 from samprivacy.sweep.tracking import TAG_TRIAL, Tracker
 from samprivacy.sweep.trial import SweepContext, run_sweep_trial
 
 # Per-epoch reports carry no objectives (those come once, at the end): SweepSearch checks them itself.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-# Save Tune's experiment state every second (default: at least 10 s) so a killed driver loses little.
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+# Save Tune's experiment state every 5 s (default: at least 10 s) so a killed driver loses little.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
 # Every epoch checkpoint forces a snapshot (num_to_keep=1): intended, so Tune's warning about it is noise.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
@@ -70,7 +70,16 @@ def preflight(spec: SweepSpec) -> None:
 def resume(name: str, *, workdir: str | Path | None = None, address: str | None = None,
            on_progress: Progress | None = None) -> dict:
     sweep = open_sweep(name, workdir)
-    return _execute(sweep, address, None, on_progress, restore=tune.Tuner.can_restore(sweep.experiment_path))
+    return _execute(sweep, address, None, on_progress, restore=_restorable(sweep.experiment_path))
+
+
+def _restorable(path: str) -> bool:
+    """Tune can resume only from an experiment-state snapshot. `Tuner.can_restore` also says yes when just
+    tuner.pkl exists (a driver killed before its first snapshot), and the restore then half-fails; start afresh
+    instead: Optuna's orphaned trial is failed as stale, MLflow's partial run is cleaned up in finalize."""
+    if "://" in path:  # object storage: trust Tune
+        return tune.Tuner.can_restore(path)
+    return any(Path(path).glob("experiment_state-*.json"))
 
 
 def start_ray(address: str | None) -> None:
@@ -85,7 +94,8 @@ def start_ray(address: str | None) -> None:
 
 
 def _tracker(sweep: Sweep) -> Tracker:
-    local = sweep.storage.mlflow_uri.startswith("sqlite")  # a server chooses its own artifact store
+    # A tracking server chooses its own artifact store; a database (SQLite, PostgreSQL) needs one from us.
+    local = not sweep.storage.mlflow_uri.startswith(("http://", "https://", "databricks"))
     artifacts = (sweep.storage.workdir / "mlartifacts").as_uri() if local else None
     return Tracker(sweep.storage.mlflow_uri, sweep.spec.name, artifact_location=artifacts)
 
@@ -110,7 +120,8 @@ def _execute(sweep: Sweep, address: str | None, spec_file, on_progress: Progress
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=SweepSearch(spec, sweep.storage.optuna_url),
-                                        num_samples=spec.n_trials, max_concurrent_trials=spec.max_concurrent),
+                                        num_samples=spec.n_trials, max_concurrent_trials=spec.max_concurrent,
+                                        reuse_actors=True),  # a new actor per trial re-imports torch: seconds
             run_config=tune.RunConfig(
                 name=spec.name, storage_path=sweep.storage.tune_storage, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
@@ -122,6 +133,8 @@ def _execute(sweep: Sweep, address: str | None, spec_file, on_progress: Progress
 
 def finalize(sweep: Sweep, tracker: Tracker, parent: str) -> dict:
     """Reconcile MLflow with the trial record, then publish the Pareto front to MLflow."""
+    # Tune returned: no trial is live, so an Optuna trial still RUNNING belongs to none (whatever path led here).
+    fail_stale_trials(load_study(sweep.spec.name, sweep.storage.optuna_url))
     rows = trial_rows(sweep)
     # Runs of trials the record did not keep (the driver was killed between a trial's start and Tune's next
     # experiment snapshot; Optuna marked them stale): unfinished partial runs, moved to MLflow's trash.

@@ -62,12 +62,7 @@ class SweepSearch(OptunaSearch):
         self._fail_stale_trials(live)
 
     def _fail_stale_trials(self, live: set[int]) -> None:
-        storage = self._ot_study._storage
-        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen._trial_id not in live:
-                storage.set_trial_user_attr(frozen._trial_id, ATTR_FAIL_REASON,
-                                            "stale: the sweep driver stopped before this trial was recorded")
-                storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+        fail_stale_trials(self._ot_study, live)
 
     # -- trials -----------------------------------------------------------------------------------------
     def suggest(self, trial_id: str):
@@ -100,6 +95,18 @@ class SweepSearch(OptunaSearch):
                 user_attrs={k: v for k, v in frozen.user_attrs.items() if k != ATTR_FAIL_REASON}))
         # COMPLETE already: told before the driver stopped; this is the same trial reporting again.
         self._completed_trials.add(trial_id)
+
+
+def fail_stale_trials(study: optuna.Study, live: set[int] = frozenset()) -> int:
+    """FAIL every RUNNING trial whose storage id is not in `live` (no Tune trial will ever finish it)."""
+    storage, failed = study._storage, 0
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if frozen._trial_id not in live:
+            storage.set_trial_user_attr(frozen._trial_id, ATTR_FAIL_REASON,
+                                        "stale: the sweep driver stopped before this trial was recorded")
+            storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+            failed += 1
+    return failed
 
 
 def objective_values(result: dict | None, metrics: list[str], error: bool) -> tuple[list[float] | None, str | None]:

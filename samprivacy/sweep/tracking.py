@@ -7,6 +7,7 @@ worker can log to the same store, a SQLite file or an HTTP tracking server alike
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ TAG_FAILURE = "samprivacy.failure"
 # MLflow 3 opens experiments on its GenAI overview unless told this is classic model development.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
+# MLflow prints "View run ..." links to stdout when a run ends against a server; only the CLI prints here.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def git_revision(cwd: str | Path | None = None) -> str:
@@ -100,8 +103,12 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i:i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        self.log_metric_rows(run_id, [(step, metrics)])
+
+    def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]]) -> None:
+        """Log several steps' metrics in as few requests as MLflow allows (non-finite values are skipped)."""
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+        items = [Metric(k, float(v), now, step) for step, metrics in rows for k, v in metrics.items()
                  if isinstance(v, (int, float)) and math.isfinite(v)]
         for i in range(0, len(items), _BATCH):
             self.client.log_batch(run_id, metrics=items[i:i + _BATCH])
@@ -131,12 +138,13 @@ def trial_metrics(summary: dict) -> dict[str, float]:
     """A trial summary as MLflow metrics: test_acc, attack_acc, attack_<name>_<metric>, ...
 
     train_acc / val_acc are per-epoch curves in the same run, so the selected model's values are logged as
-    selected_train_acc / selected_val_acc.
+    selected_train_acc / selected_val_acc; the trial's duration is trial_seconds (epoch_seconds is a curve).
     """
     metrics = {k: summary[k] for k in ("test_acc", "attack_acc", "attack_auc", "attack_advantage",
                                        "attack_tpr_at_fpr_0.001", "attack_tpr_at_fpr_0.01", "single_query_acc",
-                                       "label_only_acc", "best_epoch", "seconds") if summary.get(k) is not None}
+                                       "label_only_acc", "best_epoch") if summary.get(k) is not None}
     metrics |= {f"selected_{k}": summary[k] for k in ("train_acc", "val_acc")}
+    metrics["trial_seconds"] = summary["seconds"]
     for name, values in summary.get("attacks", {}).items():
         for key, value in values.items():
             metrics[f"attack_{name}_{key}"] = value

@@ -1,7 +1,7 @@
 """The Ray Tune trainable: a plain function that runs `pipeline.run_trial` and reports to Tune and MLflow.
 
-Every epoch it logs metrics to the trial's MLflow child run and reports to Tune with a checkpoint, so a
-retried or resumed trial continues from its last epoch. It always ends with finite objectives or a stated
+Every `checkpoint_interval_s` (and after the last epoch) it writes the epoch curves to the trial's MLflow child
+run and reports to Tune with a checkpoint, so a retried or resumed trial continues from its last checkpoint. It always ends with finite objectives or a stated
 failure: a diverging run or bad input reports `failed` (Optuna records FAIL with the reason; Tune does not
 retry it, since it would fail the same way), the MLflow run is marked FAILED with the reason, and the sweep goes on.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,14 +77,31 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
         tune.report(restored[1]["metrics"])  # finished before the driver stopped: report again, nothing re-runs
         return
 
+    pending: list[tuple[int, dict]] = []  # epoch curves not yet in MLflow
+    last_report = time.monotonic()
+
+    def flush() -> None:
+        tracker.log_metric_rows(run_id, pending)
+        pending.clear()
+
     def on_epoch(row: dict, checkpoint) -> None:
-        tracker.log_metrics(run_id, {k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+        # A checkpoint is a synchronous round trip to Tune (and a state snapshot): at most every
+        # checkpoint_interval_s, and after the last epoch. Curves go to MLflow first, so a crash can only
+        # repeat an epoch's values, never lose them.
+        nonlocal last_report
+        pending.append((row["epoch"], {("epoch_seconds" if k == "seconds" else k): v
+                                       for k, v in row.items() if k != "epoch"}))
+        if row["epoch"] < config.epochs and time.monotonic() - last_report < ctx.spec.checkpoint_interval_s:
+            return
+        flush()
         _report({"epoch": row["epoch"], "val_acc": row["val_acc"], "train_loss": row["train_loss"]},
                 checkpoint(), STATE_FILE)
+        last_report = time.monotonic()
 
     try:
         result: TrialResult = run_trial(config, on_epoch=on_epoch, resume=restored[1] if restored else None)
     except (TrainingDiverged, SamprivacyError) as exc:  # deterministic: a retry would fail the same way
+        flush()
         tracker.finish(run_id, failed_reason=str(exc))
         tune.report({"failed": str(exc)})
         return

@@ -97,7 +97,7 @@ def assert_whole_curves(client, runs, epochs):
 def test_a_killed_trial_worker_is_retried_from_its_last_epoch(tmp_path):
     """SIGKILL the Ray worker running a trial: Tune retries it (max_failures) from its epoch checkpoint."""
     spec = {**SPEC, "name": "crash", "seeds": [0], "optimizers": {"sgd": {}}, "trials": 2, "max_concurrent": 1,
-            "max_failures": 1, "train": {"epochs": 8, "batch_size": 32, "lr": 0.05},
+            "max_failures": 1, "checkpoint_interval_s": 0, "train": {"epochs": 8, "batch_size": 32, "lr": 0.05},
             "sampler": {"name": "random", "seed": 0}}
     spec_file = tmp_path / "crash.yaml"
     spec_file.write_text(json.dumps(spec))

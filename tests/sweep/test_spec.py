@@ -89,6 +89,7 @@ MALFORMED = [
     ("negative gpu", with_("resources", {"gpu": -0.5}), "resources.gpu", "must be >= 0"),
     ("gpu 1.5", with_("resources", {"gpu": 1.5}), "resources.gpu", "use 2"),
     ("negative max_failures", with_("max_failures", -1), "max_failures", "must be >= 0"),
+    ("negative checkpoint interval", with_("checkpoint_interval_s", -5), "checkpoint_interval_s", "must be >= 0"),
     ("sampler typo", with_("sampler", {"name": "tpee"}), "sampler.name", "did you mean 'tpe'"),
     ("nsga2 option on tpe", with_("sampler", {"name": "tpe", "population_size": 8}), "sampler.population_size",
      "remove it"),
