@@ -21,6 +21,10 @@ def test_trial_writes_every_metric(tmp_path, capsys):
     for key in ("test_acc", "train_acc", "val_acc", "attack_acc", "seconds"):
         assert 0 <= doc[key] <= (1 if key != "seconds" else 600), key
     assert doc["attack_acc"] == max(m["accuracy"] for m in doc["attacks"].values())
+    assert doc["attack_auc"] == max(m["auc"] for m in doc["attacks"].values())
+    from samprivacy.spec import OBJECTIVE_METRICS
+
+    assert all(isinstance(doc[name], float) for name in OBJECTIVE_METRICS)  # a spec may name any of them
     assert {"loss", "confidence", "nn", "label_only", "entropy_classwise"} <= set(doc["attacks"])
     assert all(set(m) == METRIC_KEYS for m in doc["attacks"].values())
     assert len(doc["history"]) == 3
