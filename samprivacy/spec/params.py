@@ -28,6 +28,7 @@ ATTACK_NAMES = (*SINGLE_QUERY_ATTACKS, "confidence_classwise", "entropy_classwis
                 "nn", "label_only")  # = audit.ATTACKS (a test keeps them equal; spec.py must not import torch)
 OBJECTIVE_METRICS = ("test_acc", "val_acc", "train_acc", "attack_acc", "attack_auc", "attack_advantage",
                      "attack_tpr_at_fpr_0.001", "attack_tpr_at_fpr_0.01", "single_query_acc", "label_only_acc")
+MODEL_NAMES = ("fc", "mlp", "cnn", "wrn16-8")  # = learn.models.MODELS (a test keeps them equal)
 SAMPLER_NAMES = ("tpe", "nsga2", "gp", "random", "grid")
 OPTIMIZER_PARAMS = {"sgd": (), "sam": ("rho",), "asam": ("rho",), "sharpreg": ("rho", "lam", "xi")}
 _DIRECTIONS = {"max": "max", "maximize": "max", "maximise": "max", "min": "min", "minimize": "min", "minimise": "min"}

@@ -25,6 +25,7 @@ from samprivacy.spec.params import (
     _SLUG,
     ATTACK_NAMES,
     DATASET_NAMES,
+    MODEL_NAMES,
     OBJECTIVE_METRICS,
     OPTIMIZER_PARAMS,
     SAMPLER_NAMES,
@@ -223,8 +224,23 @@ class SweepSpec(_Spec):
                                            "or leave it out to run the whole grid"))
         elif self.trials is None:
             problems.append(("trials", f"required for sampler {self.sampler.name}; e.g. trials: 16"))
+        problems += self._objectives_reported()
+        if self.train.model is not None and self.train.model not in MODEL_NAMES:
+            problems.append(("train.model", f"unknown model; {did_you_mean(self.train.model, MODEL_NAMES)}"
+                                            f"use one of {', '.join(MODEL_NAMES)}, or leave it out"))
         raise_problems(problems)
         return self
+
+    def _objectives_reported(self) -> list[Problem]:
+        """An objective must be something every trial reports: label_only_acc needs the label-only attack,
+        single_query_acc a single-query one."""
+        attacks = set(self.attacks) if self.attacks is not None else set(ATTACK_NAMES)
+        needs = {"label_only_acc": attacks & {"label_only"},
+                 "single_query_acc": attacks - {"label_only"}}
+        return [(f"objectives.{metric}", f"no attack in `attacks` reports it; add "
+                                         f"{'label_only' if metric == 'label_only_acc' else 'a single-query attack'}"
+                                         f" to `attacks` or choose another objective")
+                for metric, found in needs.items() if metric in self.objectives and not found]
 
     def _searched(self):
         """(path, Param, integer?) of every Param that varies, optimizers' and training's."""
@@ -278,9 +294,13 @@ class SweepSpec(_Spec):
     def resolved_storage(self, base: str | Path | None = None) -> ResolvedStorage:
         """Fill in storage defaults: ./runs/<name> (relative to `base`, default the working directory) and
         SQLite files in it."""
-        workdir = (Path(base or Path.cwd()) / (self.storage.workdir or f"runs/{self.name}")).resolve()
+        base = Path(base or Path.cwd())
+        workdir = (base / (self.storage.workdir or f"runs/{self.name}")).resolve()
+        tune_storage = self.storage.tune_storage
+        if tune_storage and "://" not in tune_storage:  # a local path: absolute, as Ray needs
+            tune_storage = str((base / tune_storage).resolve())
         return ResolvedStorage(
-            workdir=workdir, tune_storage=self.storage.tune_storage or str(workdir / "tune"),
+            workdir=workdir, tune_storage=tune_storage or str(workdir / "tune"),
             mlflow_uri=self.storage.mlflow_uri or f"sqlite:///{workdir / 'mlflow.db'}",
             optuna_url=self.storage.optuna_url or f"sqlite:///{workdir / 'optuna.db'}")
 

@@ -72,11 +72,16 @@ def trial_rows(sweep: Sweep) -> list[dict]:
 
 
 def sweep_status(sweep: Sweep) -> dict:
+    """Counts per trial state. A FAIL that is bookkeeping (marked stale, or a trial later completed after a
+    resume) is not a failed trial of the sweep."""
     rows = trial_rows(sweep)
-    count = {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "RUNNING", "FAIL", "WAITING")}
-    return {"name": sweep.spec.name, "budget": sweep.spec.n_trials, "complete": count["COMPLETE"],
-            "running": count["RUNNING"], "failed": count["FAIL"], "workdir": str(sweep.storage.workdir),
-            "failures": [{"number": r["number"], "reason": r["fail_reason"]} for r in rows if r["state"] == "FAIL"],
+    complete = {r["trial_id"] for r in rows if r["state"] == "COMPLETE"}
+    failures = [r for r in rows if r["state"] == "FAIL" and r["trial_id"] not in complete
+                and not (r["fail_reason"] or "").startswith("stale")]
+    return {"name": sweep.spec.name, "budget": sweep.spec.n_trials, "complete": len(complete),
+            "running": sum(r["state"] == "RUNNING" for r in rows), "failed": len(failures),
+            "workdir": str(sweep.storage.workdir),
+            "failures": [{"number": r["number"], "reason": r["fail_reason"]} for r in failures],
             "front": front_rows(sweep, rows)}
 
 

@@ -21,7 +21,8 @@ from ray import tune
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.results import Sweep, open_sweep, pareto_report, sweep_status, trial_rows
-from samprivacy.sweep.search import SweepSearch, fail_stale_trials, load_study
+from samprivacy.sweep.search import (SweepSearch, fail_stale_trials, load_study, objective_values, optuna_storage,
+                                     record_completion)
 from samprivacy.sweep.tracking import TAG_TRIAL, Tracker
 from samprivacy.sweep.trial import SweepContext, run_sweep_trial
 
@@ -53,6 +54,10 @@ def run(spec: SweepSpec, *, workdir: str | Path | None = None, address: str | No
         raise ConfigError(f"sweep '{spec.name}' already has state in {sweep.storage.workdir}; continue it with "
                           f"`samprivacy resume {spec.name} --workdir {sweep.storage.workdir}`, or choose another "
                           f"`name` or --workdir")
+    if spec.storage.optuna_url and spec.name in optuna.get_all_study_names(optuna_storage(spec.storage.optuna_url)):
+        # A shared study server: another workdir's sweep of this name may be running; never take it over.
+        raise ConfigError(f"the Optuna storage already holds a study named '{spec.name}'; resume that sweep from "
+                          f"its workdir, or give this one another `name`")
     preflight(spec)
     sweep.save()
     return _execute(sweep, address, spec_file, on_progress, restore=False)
@@ -127,20 +132,34 @@ def _execute(sweep: Sweep, address: str | None, spec_file, on_progress: Progress
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     with _polling(sweep, on_progress):
-        tuner.fit()
-    return finalize(sweep, tracker, parent)
+        grid = tuner.fit()
+    finished = {r.metrics["trial_id"]: r.metrics for r in grid if r.error is None and r.metrics.get("trial_id")}
+    return finalize(sweep, tracker, parent, finished)
 
 
-def finalize(sweep: Sweep, tracker: Tracker, parent: str) -> dict:
-    """Reconcile MLflow with the trial record, then publish the Pareto front to MLflow."""
-    # Tune returned: no trial is live, so an Optuna trial still RUNNING belongs to none (whatever path led here).
-    fail_stale_trials(load_study(sweep.spec.name, sweep.storage.optuna_url))
+def finalize(sweep: Sweep, tracker: Tracker, parent: str, finished: dict[str, dict]) -> dict:
+    """Reconcile Optuna and MLflow with Tune's final results, then publish the Pareto front to MLflow.
+
+    `finished` maps Tune trial ids to their last result. Tune has returned, so no trial is live: an Optuna trial
+    still RUNNING belongs to none, and a child run still RUNNING is either a failed trial's or an orphan's.
+    """
+    study = load_study(sweep.spec.name, sweep.storage.optuna_url)
+    fail_stale_trials(study)
+    for trial_id, result in finished.items():  # e.g. an errored trial that a resume finished
+        values, reason = objective_values(result, list(sweep.spec.objective_names), error=False)
+        if reason is None:
+            record_completion(study, trial_id, values)
     rows = trial_rows(sweep)
-    # Runs of trials the record did not keep (the driver was killed between a trial's start and Tune's next
-    # experiment snapshot; Optuna marked them stale): unfinished partial runs, moved to MLflow's trash.
-    kept = {r["trial_id"] for r in rows if r["trial_id"] and not (r["fail_reason"] or "").startswith("stale")}
+    complete = {r["trial_id"] for r in rows if r["state"] == "COMPLETE"}
+    failed = {r["trial_id"]: r["fail_reason"] for r in rows if r["state"] == "FAIL" and r["trial_id"]
+              and not (r["fail_reason"] or "").startswith("stale")}
     for run in tracker.child_runs():
-        if run.data.tags.get(TAG_TRIAL) not in kept and run.info.status != "FINISHED":
+        trial_id = run.data.tags.get(TAG_TRIAL)
+        if run.info.status in ("FINISHED", "FAILED") or trial_id in complete:
+            continue
+        if trial_id in failed:  # errored on its last retry: say so instead of RUNNING forever
+            tracker.finish(run.info.run_id, failed_reason=failed[trial_id] or "the trial raised an error")
+        else:  # a trial the record never kept (the driver died as it started): a partial run, to the trash
             tracker.client.delete_run(run.info.run_id)
     report = pareto_report(sweep)
     tracker.tag_pareto({r["trial_id"] for r in report["front"]})

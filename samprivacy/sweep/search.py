@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.space import make_sampler, suggest_params
 
@@ -31,7 +32,11 @@ def optuna_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def load_study(spec_name: str, url: str) -> optuna.Study:
-    return optuna.load_study(study_name=spec_name, storage=optuna_storage(url))
+    try:
+        return optuna.load_study(study_name=spec_name, storage=optuna_storage(url))
+    except KeyError:  # the sweep was saved but its study not created yet (it is starting, or died starting)
+        raise ConfigError(f"sweep '{spec_name}' has no Optuna study yet in {url}; wait for it to start, or "
+                          f"`samprivacy resume {spec_name}` if its driver died") from None
 
 
 def _define_by_run(trial: optuna.Trial, spec: SweepSpec) -> None:
@@ -49,7 +54,7 @@ class SweepSearch(OptunaSearch):
     # -- the study ---------------------------------------------------------------------------------------
     def _setup_study(self, mode):
         super()._setup_study(mode)
-        self._fail_stale_trials(live=set())  # a fresh Tune run has no live trials yet
+        fail_stale_trials(self._ot_study)  # a fresh Tune run has no live trials yet
 
     def restore(self, checkpoint_path: str):
         super().restore(checkpoint_path)
@@ -59,9 +64,6 @@ class SweepSearch(OptunaSearch):
                                            sampler=self._ot_study.sampler)
         self._ot_trials = {tid: optuna.Trial(self._ot_study, t._trial_id) for tid, t in self._ot_trials.items()}
         live = {t._trial_id for tid, t in self._ot_trials.items() if tid not in self._completed_trials}
-        self._fail_stale_trials(live)
-
-    def _fail_stale_trials(self, live: set[int]) -> None:
         fail_stale_trials(self._ot_study, live)
 
     # -- trials -----------------------------------------------------------------------------------------
@@ -87,14 +89,25 @@ class SweepSearch(OptunaSearch):
                 ot_trial.set_user_attr(ATTR_FAIL_REASON, reason)
                 self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         elif state == TrialState.FAIL and reason is None:
-            # Failed earlier (an errored trial, or one marked stale), finished now after a resume: record the
-            # result as a completed copy; Optuna never reopens a finished trial.
-            frozen = storage.get_trial(ot_trial._trial_id)
-            self._ot_study.add_trial(optuna.trial.create_trial(
-                params=frozen.params, distributions=frozen.distributions, values=values,
-                user_attrs={k: v for k, v in frozen.user_attrs.items() if k != ATTR_FAIL_REASON}))
+            record_completion(self._ot_study, trial_id, values)
         # COMPLETE already: told before the driver stopped; this is the same trial reporting again.
         self._completed_trials.add(trial_id)
+
+
+def record_completion(study: optuna.Study, tune_trial_id: str, values: list[float]) -> bool:
+    """Make sure Tune trial `tune_trial_id` has a COMPLETE Optuna trial with `values`.
+
+    A trial that failed (an error, or marked stale) and then finished after a resume cannot be reopened in
+    Optuna: it is recorded as a completed copy with the same params. Returns True if a copy was added.
+    """
+    rows = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ATTR_TUNE_TRIAL) == tune_trial_id]
+    if not rows or any(t.state == TrialState.COMPLETE for t in rows):
+        return False
+    failed = rows[-1]
+    study.add_trial(optuna.trial.create_trial(
+        params=failed.params, distributions=failed.distributions, values=values,
+        user_attrs={k: v for k, v in failed.user_attrs.items() if k != ATTR_FAIL_REASON}))
+    return True
 
 
 def fail_stale_trials(study: optuna.Study, live: set[int] = frozenset()) -> int:

@@ -66,7 +66,14 @@ class Tracker:
 
     def _find(self, **tags: str) -> list:
         clauses = " and ".join(f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items())
-        return self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1000)
+        runs, token = [], None
+        while True:  # page: a sweep may have more runs than one search returns
+            page = self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1000,
+                                           page_token=token)
+            runs += list(page)
+            token = page.token
+            if not token:
+                return runs
 
     def parent_run(self, spec_json: str | None = None, spec_file: str | Path | None = None) -> str:
         """The sweep's parent run: found by tag, created (with the spec and git revision) only the first time."""

@@ -106,19 +106,11 @@ def test_a_killed_trial_worker_is_retried_from_its_last_epoch(tmp_path):
     driver = samprivacy("run", str(spec_file), "--workdir", str(workdir), stdout=log, stderr=log)
     client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
 
-    def epochs_logged() -> int:
-        try:
-            runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id],
-                                      filter_string="tags.`samprivacy.kind` = 'trial'")
-            return max((len(client.get_metric_history(r.info.run_id, "val_acc")) for r in runs), default=0)
-        except Exception:
-            return 0
-
     deadline = time.monotonic() + 240
-    while epochs_logged() < 3:
+    while epochs_logged(client, "crash") < 3:
         assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
         time.sleep(0.2)
-    logged_before_kill = epochs_logged()
+    logged_before_kill = epochs_logged(client, "crash")
     workers = [pid for pid in descendants(driver.pid) if "ImplicitFunc" in cmdline(pid)]
     assert workers, "no trial worker found under the driver"
     for pid in workers:
@@ -139,6 +131,59 @@ def test_a_killed_trial_worker_is_retried_from_its_last_epoch(tmp_path):
     trials = ExperimentAnalysis(str(workdir / "tune" / "crash")).trials
     assert sorted(t.status for t in trials) == ["TERMINATED", "TERMINATED"]
     assert sum(t.num_failures for t in trials) == 1  # the retry happened
+
+
+def test_an_errored_trial_is_failed_everywhere_then_completed_by_resume(tmp_path):
+    """max_failures 0: a killed worker errors its trial. The sweep ends with it FAILED in MLflow (not RUNNING)
+    and counted failed; `resume` re-runs it from its checkpoint and Optuna records it COMPLETE."""
+    spec = {**SPEC, "name": "errored", "seeds": [0], "optimizers": {"sgd": {}}, "trials": 2, "max_concurrent": 1,
+            "max_failures": 0, "checkpoint_interval_s": 0, "train": {"epochs": 30, "batch_size": 32, "lr": 0.05},
+            "sampler": {"name": "random", "seed": 0}}
+    spec_file = tmp_path / "errored.yaml"
+    spec_file.write_text(json.dumps(spec))
+    workdir = tmp_path / "work"
+    with open(tmp_path / "run.log", "w") as log:
+        driver = samprivacy("run", str(spec_file), "--workdir", str(workdir), stdout=log, stderr=log)
+        client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+        deadline = time.monotonic() + 240
+        while epochs_logged(client, "errored") < 3:  # a few epochs in: there is a checkpoint to resume from
+            assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.2)
+        workers = [p for p in descendants(driver.pid) if "ImplicitFunc" in cmdline(p)]
+        assert workers
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        assert driver.wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+        experiment = client.get_experiment_by_name("errored")
+
+        def child_statuses():
+            return sorted(r.info.status for r in client.search_runs([experiment.experiment_id])
+                          if r.data.tags.get("samprivacy.kind") == "trial")
+
+        assert child_statuses() == ["FAILED", "FINISHED"]
+        status = subprocess.run([sys.executable, "-m", "samprivacy.cli", "status", "errored", "--workdir",
+                                 str(workdir), "--json"], capture_output=True, text=True)
+        assert json.loads(status.stdout)["failed"] == 1
+
+        resumed = samprivacy("resume", "errored", "--workdir", str(workdir), stdout=log, stderr=log)
+        assert resumed.wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    study = optuna.load_study(study_name="errored", storage=f"sqlite:///{workdir}/optuna.db")
+    complete = {t.user_attrs["tune_trial_id"] for t in study.trials if t.state == TrialState.COMPLETE}
+    assert len(complete) == 2
+    assert child_statuses() == ["FINISHED", "FINISHED"]
+    status = subprocess.run([sys.executable, "-m", "samprivacy.cli", "status", "errored", "--workdir",
+                             str(workdir), "--json"], capture_output=True, text=True)
+    assert json.loads(status.stdout)["failed"] == 0 and json.loads(status.stdout)["complete"] == 2
+
+
+def epochs_logged(client, name) -> int:
+    """The most epochs any trial of sweep `name` has logged so far (0 before its MLflow store exists)."""
+    try:
+        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id],
+                                  filter_string="tags.`samprivacy.kind` = 'trial'")
+        return max((len(client.get_metric_history(r.info.run_id, "val_acc")) for r in runs), default=0)
+    except Exception:
+        return 0
 
 
 def cmdline(pid: int) -> str:

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from samprivacy.errors import ConfigError
+from pydantic import ValidationError
+
 from samprivacy.spec import (ATTACK_NAMES, DATASET_NAMES, SpecError, SweepSpec, TrialConfig, load_spec, parse_spec)
+from samprivacy.spec.params import MODEL_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = Path(__file__).parent / "specs"
@@ -90,6 +93,9 @@ MALFORMED = [
     ("gpu 1.5", with_("resources", {"gpu": 1.5}), "resources.gpu", "use 2"),
     ("negative max_failures", with_("max_failures", -1), "max_failures", "must be >= 0"),
     ("negative checkpoint interval", with_("checkpoint_interval_s", -5), "checkpoint_interval_s", "must be >= 0"),
+    ("objective no attack reports", with_("attacks", ["loss"], with_("objectives", {"test_acc": "max",
+     "label_only_acc": "min"})), "objectives.label_only_acc", "add label_only"),
+    ("unknown model", with_("train", {"model": "resnet"}), "train.model", "use one of fc, mlp"),
     ("sampler typo", with_("sampler", {"name": "tpee"}), "sampler.name", "did you mean 'tpe'"),
     ("nsga2 option on tpe", with_("sampler", {"name": "tpe", "population_size": 8}), "sampler.population_size",
      "remove it"),
@@ -198,9 +204,8 @@ def test_fixed_fields_and_storage_defaults(tmp_path):
 
 def test_spec_is_frozen():
     spec = parse_spec(BASE)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         spec.trials = 3
-    assert isinstance(spec, SweepSpec)
 
 
 def test_names_match_the_registries():
@@ -208,3 +213,10 @@ def test_names_match_the_registries():
     audit = pytest.importorskip("samprivacy.audit")
     assert set(DATASET_NAMES) == set(data.DATASETS)
     assert set(ATTACK_NAMES) == set(audit.ATTACKS)
+    models = pytest.importorskip("samprivacy.learn.models")
+    assert set(MODEL_NAMES) == set(models.MODELS)
+
+
+def test_a_relative_tune_storage_is_made_absolute(tmp_path):
+    storage = parse_spec(with_("storage", {"tune_storage": "rel/tune"})).resolved_storage(tmp_path)
+    assert storage.tune_storage == str(tmp_path / "rel" / "tune")
