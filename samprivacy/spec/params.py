@@ -30,7 +30,6 @@ OBJECTIVE_METRICS = ("test_acc", "val_acc", "train_acc", "attack_acc", "attack_a
                      "attack_tpr_at_fpr_0.001", "attack_tpr_at_fpr_0.01", "single_query_acc", "label_only_acc")
 MODEL_NAMES = ("fc", "mlp", "cnn", "wrn16-8")  # = learn.models.MODELS (a test keeps them equal)
 SAMPLER_NAMES = ("tpe", "nsga2", "gp", "random", "grid")
-OPTIMIZER_PARAMS = {"sgd": (), "sam": ("rho",), "asam": ("rho",), "sharpreg": ("rho", "lam", "xi")}
 _DIRECTIONS = {"max": "max", "maximize": "max", "maximise": "max", "min": "min", "minimize": "min", "minimise": "min"}
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _EXTRA_BOUNDS = {"lam": (at.Gt(0.0),), "xi": (at.Ge(0.0),)}  # DESIGN: SharpReg is λ > 0; ξ only shrinks L(w)

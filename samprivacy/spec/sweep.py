@@ -27,7 +27,6 @@ from samprivacy.spec.params import (
     DATASET_NAMES,
     MODEL_NAMES,
     OBJECTIVE_METRICS,
-    OPTIMIZER_PARAMS,
     SAMPLER_NAMES,
     OptimizerSpace,
     Param,
@@ -35,7 +34,7 @@ from samprivacy.spec.params import (
     _Spec,
     field_kind,
 )
-from samprivacy.spec.trial import OPTIMIZERS
+from samprivacy.spec.trial import OPTIMIZER_PARAMS, OPTIMIZERS
 
 
 class SamplerSpec(_Spec):
