@@ -42,8 +42,7 @@ def make_step(variant: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
             F.cross_entropy(model(x), y).backward()
             opt.step()
         return step
-    name = "sgd" if variant == "sgd" else variant
-    opt = make_optimizer(name, model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, **VARIANTS[variant])
+    opt = make_optimizer(variant, model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, **VARIANTS[variant])
 
     def step():
         passes = []

@@ -24,9 +24,14 @@ def write_json_atomic(path: str | Path, document: dict) -> Path:
     """Write JSON via a temporary file and a rename, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        json.dump(document, tmp, indent=2)
-    os.replace(tmp.name, path)
+    tmp = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with tmp:
+            json.dump(document, tmp, indent=2)
+        os.replace(tmp.name, path)
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)  # never leave a stray .name.xxxx file behind
+        raise
     return path
 
 
@@ -346,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         return 3
+    except OSError as exc:  # e.g. --json names a directory, or a folder we may not write to
+        where = exc.filename2 or exc.filename  # os.replace(tmp, path): filename2 is the path the user gave
+        detail = f"{exc.strerror}: {where}" if where and exc.strerror else str(exc)
+        console.print(f"[red]error:[/] {escape(detail)}")
+        return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130

@@ -73,12 +73,10 @@ class TrialResult:
 
 def plot_roc(report: AttackReport, path: Path) -> Path:
     """Every attack's ROC on log-log axes, where the low-FPR regime that matters for privacy is visible."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch, safe in worker threads
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5), layout="tight")
+    ax = fig.subplots()
     for name, result in sorted(report.results.items(), key=lambda kv: -kv[1].metrics.auc):
         ax.plot(np.maximum(result.metrics.fpr, 1e-5), np.maximum(result.metrics.tpr, 1e-5),
                 label=f"{name} (AUC {result.metrics.auc:.3f})", linewidth=1)
@@ -86,9 +84,7 @@ def plot_roc(report: AttackReport, path: Path) -> Path:
     ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="false positive rate",
            ylabel="true positive rate", title="membership inference ROC")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

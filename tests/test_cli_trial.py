@@ -65,6 +65,18 @@ def test_bad_input_exits_2_with_one_clear_message(tmp_path, capsys, args, needle
     assert not path.exists()
 
 
+def test_json_into_a_directory_exits_2_and_leaves_no_temp_file(tmp_path, capsys):
+    target = tmp_path / "results"
+    target.mkdir()
+    rc = main(["trial", "--epochs", "1", "--attacks", "loss", "--json", str(target)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "error" in err and "Traceback" not in err
+    assert str(target) in "".join(err.split())  # the console may wrap a long path
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no .results.xxxx left over
+    assert target.is_dir() and not any(target.iterdir())
+
+
 def test_divergence_exits_3_naming_the_epoch(tmp_path, capsys):
     rc = main(["trial", "--epochs", "2", "--lr", "1e30", "--momentum", "0", "--json", str(tmp_path / "x.json")])
     assert rc == 3

@@ -111,4 +111,9 @@ def build_model(name: str | None, input_shape: tuple[int, ...], num_classes: int
         raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
     if name in ("fc", "mlp") and hidden is not None and (not hidden or min(hidden) < 1):
         raise ConfigError(f"`hidden` sizes must be positive integers, got {hidden}")
+    if name in ("cnn", "wrn16-8") and len(input_shape) != 3:
+        raise ConfigError(f"model {name!r} needs image input (C, H, W), got {tuple(input_shape)}; use fc or mlp")
+    if name == "cnn" and hidden is not None and (len(hidden) != 2 or min(hidden) < 1):
+        raise ConfigError(f"model 'cnn' takes `hidden` as 2 positive channel counts (conv1, conv2), "
+                          f"got {tuple(hidden)}; e.g. hidden = [16, 32]")
     return MODELS[name](tuple(input_shape), num_classes, hidden)

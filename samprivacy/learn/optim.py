@@ -7,7 +7,7 @@ Every member minimises Equation (6) of the paper with the first-order step of Fo
 so its gradient is (1 + lam - xi) * grad L(w) - lam * grad L(w + eps). Presets:
     sgd       lam = 0,  xi = 0   one forward/backward pass, plain base optimizer
     sam       lam = -1, xi = 0   gradient at w + eps only
-    asam      as sam, eps scaled elementwise by |w| (Kwon et al. 2021)
+    asam      as sam, eps scaled elementwise by T_w = |w| + eta, eta = 0.01 (Kwon et al. 2021)
     sharpreg  lam > 0 seeks sharper minima, xi keeps the training loss away from zero (paper: rho .01, lam 1.5, xi .3)
 
 The base optimizer (SGD with momentum, Adam), its weight decay and any LR scheduler stay standard.
@@ -24,11 +24,11 @@ import torch
 
 from samprivacy.errors import ConfigError
 
-# name -> fixed (lam, xi, adaptive) and default rho; None means "taken from the user".
+# name -> fixed (lam, xi, adaptive) and default rho; eta (ASAM's T_w = |w| + eta) matters only when adaptive.
 PRESETS: dict[str, dict] = {
     "sgd": dict(lam=0.0, xi=0.0, adaptive=False, rho=0.0),
     "sam": dict(lam=-1.0, xi=0.0, adaptive=False, rho=0.05),
-    "asam": dict(lam=-1.0, xi=0.0, adaptive=True, rho=0.5),
+    "asam": dict(lam=-1.0, xi=0.0, adaptive=True, rho=0.5, eta=0.01),
     "sharpreg": dict(lam=1.5, xi=0.3, adaptive=False, rho=0.01),
 }
 BASE_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
@@ -46,9 +46,9 @@ class SharpnessAware(torch.optim.Optimizer):
     """Wraps `base_optimizer` and feeds it the gradient of Equation (6)."""
 
     def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], *, rho: float, lam: float,
-                 xi: float = 0.0, adaptive: bool = False, **base_kwargs):
+                 xi: float = 0.0, adaptive: bool = False, eta: float = 0.01, **base_kwargs):
         defaults = dict(rho=_check("rho", rho, minimum=0.0), lam=_check("lam", lam), xi=_check("xi", xi),
-                        adaptive=adaptive, **base_kwargs)
+                        adaptive=adaptive, eta=_check("eta", eta, minimum=0.0), **base_kwargs)
         super().__init__(params, defaults)
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups  # one set of groups: schedulers see the base's lr
@@ -67,26 +67,32 @@ class SharpnessAware(torch.optim.Optimizer):
         """Forward/backward passes per step: 1 when no group has a sharpness term (lam = 0 or rho = 0)."""
         return 2 if any(g["lam"] != 0.0 and g["rho"] > 0.0 for g in self.param_groups) else 1
 
+    @staticmethod
+    def _t_w(params: list[torch.Tensor], eta: float) -> list[torch.Tensor]:
+        t_w = torch._foreach_abs(params)
+        torch._foreach_add_(t_w, eta)
+        return t_w
+
     def _grads(self, group) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         params = [p for p in group["params"] if p.grad is not None]
         return params, [p.grad for p in params]
 
     @torch.no_grad()
     def _grad_norm(self) -> torch.Tensor:
-        # ||g|| over all parameters; ASAM measures ||T_w g|| with T_w = |w|.
+        # ||g|| over all parameters; ASAM measures ||T_w g|| with T_w = |w| + eta (Kwon et al. 2021).
         norms = []
         for group in self.param_groups:
             params, grads = self._grads(group)
             if not params:
                 continue
             if group["adaptive"]:
-                grads = torch._foreach_mul(grads, torch._foreach_abs(params))
+                grads = torch._foreach_mul(grads, self._t_w(params, group.get("eta", self.defaults["eta"])))
             norms.extend(torch._foreach_norm(grads))
         return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
     @torch.no_grad()
     def first_step(self) -> None:
-        """Move to w + eps, eps = rho * g / ||g|| (ASAM: rho * |w|^2 g / ||T_w g||).
+        """Move to w + eps, eps = rho * g / ||g|| (ASAM: rho * T_w^2 g / ||T_w g||, T_w = |w| + eta).
 
         Costs one read of g (the norm) and one fused write of w + eps. The old weights and g(w) are kept by
         reference, not copied: the second pass writes fresh gradient tensors and w comes back by a storage swap.
@@ -98,7 +104,8 @@ class SharpnessAware(torch.optim.Optimizer):
                 continue
             scale = group["rho"] / (grad_norm + 1e-12)
             if group["adaptive"]:
-                eps = torch._foreach_mul(torch._foreach_mul(params, params), grads)
+                t_w = self._t_w(params, group.get("eta", self.defaults["eta"]))
+                eps = torch._foreach_mul(torch._foreach_mul(t_w, t_w), grads)
                 torch._foreach_mul_(eps, scale)
                 moved = torch._foreach_add(params, eps)
             elif scale.device.type == "cpu":
@@ -137,7 +144,9 @@ class SharpnessAware(torch.optim.Optimizer):
         if self.passes == 1:
             with torch.no_grad():
                 for group in self.param_groups:
-                    coef = 1.0 - group["xi"]  # lam = 0: Equation (6) reduces to (1 - xi) * L(w)
+                    # lam = 0 or rho = 0 (L(w + 0) = L(w)): Equation (6) reduces to (1 - xi) * L(w),
+                    # so the gradient is (1 - xi) * g
+                    coef = 1.0 - group["xi"]
                     if coef != 1.0:
                         torch._foreach_mul_(self._grads(group)[1], coef)
             self.base_optimizer.step()
@@ -157,10 +166,12 @@ def make_optimizer(name: str, params, *, base: str = "sgd", lr: float, momentum:
     if base not in BASE_OPTIMIZERS:
         raise ConfigError(f"unknown base optimizer {base!r}; choose from: {', '.join(BASE_OPTIMIZERS)}")
     preset = dict(PRESETS[name])
+    if name == "sgd" and rho is not None:
+        raise ConfigError("`rho` applies only to sam, asam and sharpreg, not 'sgd'; drop it")
     if name != "sharpreg" and (lam is not None or xi is not None):
         raise ConfigError(f"`lam` and `xi` apply only to optimizer 'sharpreg', not {name!r}; drop them")
     for key, value in (("rho", rho), ("lam", lam), ("xi", xi)):
-        if value is not None and name != "sgd":
+        if value is not None:
             preset[key] = value
     base_kwargs = dict(lr=_check("lr", lr, minimum=0.0), weight_decay=_check("weight_decay", weight_decay, minimum=0.0))
     if base == "sgd":

@@ -58,7 +58,10 @@ def test_image_dataset_runs_label_only():
     images = type(d)(d.name, d.x.reshape(-1, 1, 4, 4), d.y, d.num_classes, "image", d.splits)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, d.num_classes))
     result = run_attacks(model, images, ["label_only"], label_only_queries=10).results["label_only"]
-    assert 0 <= result.metrics.accuracy <= 1
+    assert result.name == "label_only" and result.kind == "label_only"
+    # The image path (shifts and flips, a finite set) was taken, not the binary/continuous feature noise:
+    with pytest.raises(ConfigError, match="image augmentations"):
+        run_attacks(model, images, ["label_only"], label_only_queries=10_000)
 
 
 def test_protocol_fit_on_known_only():

@@ -156,6 +156,17 @@ def test_malformed_npz(tmp_path):
         load_dataset("purchase100", root=tmp_path)
 
 
+def test_npz_with_wrong_keys_keeps_its_own_diagnosis(tmp_path):
+    x, y = binary_table(60, 600)
+    np.savez(tmp_path / "purchase100.npz", data=x, target=y)
+    with pytest.raises(DataError) as err:
+        load_dataset("purchase100", root=tmp_path)
+    message = str(err.value)
+    assert "has keys ['data', 'target']" in message and "features" in message and "labels" in message
+    assert "not a readable" not in message
+    assert message.count(str(tmp_path / "purchase100.npz")) == 1
+
+
 def test_malformed_texas_files(texas_raw):
     root, x, y = texas_raw()
     folder = root / "texas" / "100"

@@ -33,3 +33,16 @@ def test_dataset_default_models():
 def test_bad_model_configuration(name, hidden):
     with pytest.raises(ConfigError):
         build_model(name, (8,), 2, hidden=hidden)
+
+
+@pytest.mark.parametrize("hidden", [(16,), (16, 32, 64)])
+def test_cnn_hidden_must_be_two_channel_counts(hidden):
+    with pytest.raises(ConfigError, match=r"model 'cnn' takes `hidden` as 2 positive channel counts.*hidden = \[16, 32\]"):
+        build_model("cnn", (3, 8, 8), 2, hidden=hidden)
+    assert build_model("cnn", (3, 8, 8), 2, hidden=(4, 8))(torch.zeros(2, 3, 8, 8)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("name", ["cnn", "wrn16-8"])
+def test_image_models_need_image_input(name):
+    with pytest.raises(ConfigError, match=rf"model '{name}' needs image input \(C, H, W\), got \(64,\); use fc or mlp"):
+        build_model(name, (64,), 10)

@@ -66,9 +66,23 @@ def test_rho_zero_collapses_sam_to_sgd():
 
 def test_asam_scales_the_perturbation_by_weight_magnitude():
     rho, g = 0.5, grad(W0)
-    t = W0.abs()
+    t = W0.abs() + 0.01  # Kwon et al.'s T_w = |w| + eta, eta = 0.01
     e = rho * t * t * g / (t * g).norm()
     torch.testing.assert_close(one_step("asam", rho=rho), W0 - LR * grad(W0 + e))
+
+
+def test_asam_perturbs_a_weight_at_zero():
+    # With T_w = |w| alone a zero weight would never move; eta keeps it in the perturbation.
+    w0 = torch.tensor([0.0, -1.0, 2.0])
+    rho, g = 0.5, torch.tensor([1.0, -4.0, 1.0])  # nonzero gradient on the zero weight
+    w = nn.Parameter(w0.clone())
+    opt = make_optimizer("asam", [w], lr=LR, momentum=0.0, rho=rho)
+    w.grad = g.clone()
+    opt.first_step()
+    t = w0.abs() + 0.01
+    expected = w0 + rho * t * t * g / (t * g).norm()
+    torch.testing.assert_close(w.detach(), expected)
+    assert w.detach()[0] != 0.0
 
 
 def test_weights_return_to_w_before_the_base_step():
@@ -125,6 +139,7 @@ def test_adam_base():
     (dict(name="adamw"), "optimizer"),
     (dict(name="sam", lam=1.0), "lam"),
     (dict(name="sgd", base="rmsprop"), "base optimizer"),
+    (dict(name="sgd", rho=0.1), "`rho` applies only to sam, asam and sharpreg"),
 ])
 def test_invalid_hyperparameters_are_named(kwargs, field):
     name = kwargs.pop("name")

@@ -10,7 +10,7 @@ import pytest
 from samprivacy.errors import ConfigError
 from pydantic import ValidationError
 
-from samprivacy.spec import (ATTACK_NAMES, DATASET_NAMES, SpecError, SweepSpec, TrialConfig, load_spec, parse_spec)
+from samprivacy.spec import (ATTACK_NAMES, DATASET_NAMES, SpecError, TrialConfig, load_spec, parse_spec)
 from samprivacy.spec.params import MODEL_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -70,6 +70,8 @@ def read_npz(path: Path, spec: TabularSpec) -> tuple[np.ndarray, np.ndarray]:
                 raise spec.fail(path, f"has keys {sorted(f.files)}; expected features under one of {FEATURE_KEYS} "
                                       f"and labels under one of {LABEL_KEYS}")
             return f[xkey], f[ykey]
+    except DataError:
+        raise  # our own diagnosis (a ValueError too): keep it as it is
     except (ValueError, OSError) as e:
         raise spec.fail(path, f"not a readable .npz archive ({e})") from None
 
