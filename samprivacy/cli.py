@@ -6,8 +6,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
@@ -15,24 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from samprivacy.errors import SamprivacyError, TrainingDiverged
+from samprivacy.files import write_json_atomic
 
 console = Console(stderr=True)
 out = Console()
-
-
-def write_json_atomic(path: str | Path, document: dict) -> Path:
-    """Write JSON via a temporary file and a rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with tmp:
-            json.dump(document, tmp, indent=2)
-        os.replace(tmp.name, path)
-    except BaseException:
-        Path(tmp.name).unlink(missing_ok=True)  # never leave a stray .name.xxxx file behind
-        raise
-    return path
 
 
 def _hidden(text: str) -> tuple[int, ...]:

@@ -290,6 +290,11 @@ class SweepSpec(_Spec):
         """sha256 of canonical_json(): tag runs with it so resume can tell an edited spec."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
+    def with_workdir(self, workdir: str | Path) -> "SweepSpec":
+        """The same sweep with its state in `workdir` (what --workdir does)."""
+        return self.model_copy(update={"storage": self.storage.model_copy(
+            update={"workdir": str(Path(workdir).expanduser())})})
+
     def resolved_storage(self, base: str | Path | None = None) -> ResolvedStorage:
         """Fill in storage defaults: ./runs/<name> (relative to `base`, default the working directory) and
         SQLite files in it."""

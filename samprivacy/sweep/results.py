@@ -7,8 +7,6 @@ where people look, so the front is also written back there as `pareto=true` tags
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 from optuna.trial import TrialState
 
 from samprivacy.errors import ConfigError
+from samprivacy.files import write_json_atomic
 from samprivacy.spec import ResolvedStorage, SweepSpec, parse_spec
 from samprivacy.sweep import pareto
 from samprivacy.sweep.search import ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, load_study
@@ -34,14 +33,9 @@ class Sweep:
 
     def save(self) -> Path:
         """Write workdir/sweep.json (atomically): what `resume`, `status` and `pareto` read back."""
-        path = self.storage.workdir / SWEEP_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Not canonical_json(): its sorted keys would reorder `objectives`, whose order is Optuna's.
-        doc = {"spec": self.spec.model_dump(mode="json"), "storage": self.storage.model_dump(mode="json")}
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=".sweep.") as tmp:
-            json.dump(doc, tmp, indent=2)
-        os.replace(tmp.name, path)
-        return path
+        return write_json_atomic(self.storage.workdir / SWEEP_FILE, {
+            "spec": self.spec.model_dump(mode="json"), "storage": self.storage.model_dump(mode="json")})
 
 
 def open_sweep(name: str, workdir: str | Path | None = None) -> Sweep:
@@ -113,5 +107,5 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
         report["files"]["html"] = str(pareto.plot_front_html(points, modes, out / "pareto.html",
                                                              details=[r["params"] for r in rows], **kwargs))
     report["files"]["json"] = str(out / "pareto.json")
-    (out / "pareto.json").write_text(json.dumps(report, indent=2, default=str))
+    write_json_atomic(out / "pareto.json", report, default=str)
     return report

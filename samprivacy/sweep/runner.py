@@ -43,7 +43,7 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 def prepare(spec: SweepSpec, workdir: str | Path | None = None) -> Sweep:
     if workdir is not None:
-        spec = spec.model_copy(update={"storage": spec.storage.model_copy(update={"workdir": str(workdir)})})
+        spec = spec.with_workdir(workdir)
     return Sweep(spec, spec.resolved_storage())
 
 

@@ -113,8 +113,7 @@ def build_submission(spec_path: str | Path, *, workdir: str | Path | None = None
                           f"the spec must be absolute (as the cluster sees them): "
                           + "; ".join(f"{key} is {value!r}" for key, value in problems))
     if workdir is not None:
-        spec = spec.model_copy(update={"storage": spec.storage.model_copy(
-            update={"workdir": str(Path(workdir).expanduser())})})
+        spec = spec.with_workdir(workdir)
     storage = spec.resolved_storage()  # ./runs/<name> or a relative workdir becomes absolute here
     env = {"PYTHONUNBUFFERED": "1",  # the driver writes to a log file: unbuffered, so --follow sees progress
            "MLFLOW_TRACKING_URI": storage.mlflow_uri}

@@ -15,6 +15,8 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from samprivacy.spec import OBJECTIVE_METRICS
+
 TAG_SWEEP = "samprivacy.sweep"
 TAG_TRIAL = "samprivacy.trial_id"
 TAG_KIND = "samprivacy.kind"  # "sweep" on the parent, "trial" on children
@@ -147,10 +149,10 @@ def trial_metrics(summary: dict) -> dict[str, float]:
     train_acc / val_acc are per-epoch curves in the same run, so the selected model's values are logged as
     selected_train_acc / selected_val_acc; the trial's duration is trial_seconds (epoch_seconds is a curve).
     """
-    metrics = {k: summary[k] for k in ("test_acc", "attack_acc", "attack_auc", "attack_advantage",
-                                       "attack_tpr_at_fpr_0.001", "attack_tpr_at_fpr_0.01", "single_query_acc",
-                                       "label_only_acc", "best_epoch") if summary.get(k) is not None}
-    metrics |= {f"selected_{k}": summary[k] for k in ("train_acc", "val_acc")}
+    curves = ("train_acc", "val_acc")
+    metrics = {k: summary[k] for k in (*OBJECTIVE_METRICS, "best_epoch")
+               if k not in curves and summary.get(k) is not None}
+    metrics |= {f"selected_{k}": summary[k] for k in curves}
     metrics["trial_seconds"] = summary["seconds"]
     for name, values in summary.get("attacks", {}).items():
         for key, value in values.items():
