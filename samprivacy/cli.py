@@ -271,7 +271,7 @@ def add_cluster_parsers(sub) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
 
-    from samprivacy.sweep import submit
+    from samprivacy.ops import submit
 
     job_id = submit.submit_sweep(args.spec, args.address, workdir=args.workdir, extra_env=dict(args.env),
                                  python=args.python)
@@ -298,7 +298,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
 
-    from samprivacy.sweep.ui import ui_command
+    from samprivacy.ops.ui import ui_command
 
     command = ui_command(args.workdir, args.name, host=args.host, port=args.port)
     out.print(f"MLflow UI for {escape(str(command.workdir))}: [bold]{command.url}[/]  (Ctrl-C stops it)")

@@ -92,8 +92,9 @@ def train_config(config: TrialConfig) -> TrainConfig:
     """The training part of a trial's configuration."""
     return TrainConfig(
         optimizer=config.optimizer, base_optimizer=config.base_optimizer, rho=config.rho, lam=config.lam,
-        xi=config.xi, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-        schedule=config.schedule, epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+        xi=config.xi, swa_start=config.swa_start, swa_lr=config.swa_lr, lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay, schedule=config.schedule, epochs=config.epochs,
+        batch_size=config.batch_size, seed=config.seed, augment=config.augment, amp=config.amp,
         device=config.device)
 
 

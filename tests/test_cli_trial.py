@@ -22,9 +22,13 @@ def test_trial_writes_every_metric(tmp_path, capsys):
         assert 0 <= doc[key] <= (1 if key != "seconds" else 600), key
     assert doc["attack_acc"] == max(m["accuracy"] for m in doc["attacks"].values())
     assert doc["attack_auc"] == max(m["auc"] for m in doc["attacks"].values())
-    from samprivacy.spec import OBJECTIVE_METRICS
+    from samprivacy import catalog
 
-    assert all(isinstance(doc[name], float) for name in OBJECTIVE_METRICS)  # a spec may name any of them
+    # a spec may name any of these; population metrics come only from trials with a population
+    single = [m for m in catalog.objective_metrics() if catalog.metric_needs(m)[:1] not in (("population",),
+                                                                                           ("attack",))]
+    assert "test_acc" in single and "lira_auc" not in single
+    assert all(isinstance(doc[name], float) for name in single)
     assert {"loss", "confidence", "nn", "label_only", "entropy_classwise"} <= set(doc["attacks"])
     assert all(set(m) == METRIC_KEYS for m in doc["attacks"].values())
     assert len(doc["history"]) == 3

@@ -12,30 +12,17 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from samprivacy.audit.signals import model_logits
 from samprivacy.errors import ConfigError
+from samprivacy.learn.augment import shift, view_list
 
 FEATURE_KINDS = ("image", "binary", "continuous")
 
 
 def image_augmentations(max_shift: int) -> list[tuple[bool, int, int]]:
     """All (flip, dx, dy) with |dx| + |dy| <= max_shift, identity first, then by shift size (Choquette-Choo Sec. 4)."""
-    shifts = [(dx, dy) for dx in range(-max_shift, max_shift + 1) for dy in range(-max_shift, max_shift + 1)
-              if abs(dx) + abs(dy) <= max_shift]
-    shifts.sort(key=lambda s: (abs(s[0]) + abs(s[1]), s))
-    return [(flip, dx, dy) for dx, dy in shifts for flip in (False, True)]
-
-
-def _shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
-    """Translate (N, C, H, W) images by dx columns and dy rows, filling with zeros (pad + crop, no wrap-around)."""
-    h, w = x.shape[-2:]
-    p = max(abs(dx), abs(dy))
-    if p == 0:
-        return x
-    padded = F.pad(x, (p, p, p, p))
-    return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
+    return view_list(max_shift)
 
 
 def perturb(
@@ -64,7 +51,7 @@ def perturb(
         if num_queries > len(augs):
             raise ConfigError(f"label_only_queries={num_queries} exceeds the {len(augs)} image augmentations with "
                               f"max_shift={max_shift}; lower label_only_queries or raise max_shift")
-        return torch.stack([_shift(x.flip(-1) if flip else x, dx, dy) for flip, dx, dy in augs[:num_queries]])
+        return torch.stack([shift(x.flip(-1) if flip else x, dx, dy) for flip, dx, dy in augs[:num_queries]])
     copies = x.unsqueeze(0).expand(num_queries, *x.shape)
     if feature_kind == "binary":
         d = x.shape[1]

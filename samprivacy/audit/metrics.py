@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Low-FPR operating points reported for every attack (Carlini et al. 2022: report TPR at 0.1% and 1% FPR).
-LOW_FPRS = (0.001, 0.01)
-METRIC_KEYS = ("accuracy", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "advantage")
+from samprivacy.catalog import ATTACK_MEASURES as METRIC_KEYS
+from samprivacy.catalog import LOW_FPRS
 
 
 def _as_inputs(scores, membership) -> tuple[np.ndarray, np.ndarray]:

@@ -7,20 +7,21 @@ attack. Every attack fits on known_members vs known_nonmembers and is scored on 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
+from samprivacy import catalog
 from samprivacy.audit.label_only import label_only_scores
 from samprivacy.audit.metrics import AttackMetrics, attack_metrics, best_threshold
 from samprivacy.audit.nn import nn_attack
 from samprivacy.audit.signals import Signals, model_logits
 from samprivacy.audit.threshold import classwise_threshold_attack, global_threshold_attack
+from samprivacy.catalog import AttackEntry, AttackKind
 from samprivacy.errors import ConfigError
 from samprivacy.learn.data.base import Dataset
 
-AttackKind = Literal["single_query", "label_only"]
 ATTACK_SPLITS = ("known_members", "known_nonmembers", "eval_members", "eval_nonmembers")
 
 
@@ -49,12 +50,14 @@ class AttackSpec:
     fit_and_score: Callable[[AttackContext], tuple[np.ndarray, float]]  # -> (eval scores (N_eval,), threshold)
 
 
-def _global(metric: str) -> AttackSpec:
-    return AttackSpec("single_query", lambda c: global_threshold_attack(metric, c.known, c.known_membership, c.eval))
+def _threshold(entry: AttackEntry) -> AttackSpec:
+    signal = entry.options["signal"]
+    return AttackSpec(entry.kind, lambda c: global_threshold_attack(signal, c.known, c.known_membership, c.eval))
 
 
-def _classwise(metric: str) -> AttackSpec:
-    return AttackSpec("single_query", lambda c: classwise_threshold_attack(metric, c.known, c.known_membership, c.eval))
+def _classwise(entry: AttackEntry) -> AttackSpec:
+    signal = entry.options["signal"]
+    return AttackSpec(entry.kind, lambda c: classwise_threshold_attack(signal, c.known, c.known_membership, c.eval))
 
 
 def _nn(c: AttackContext) -> tuple[np.ndarray, float]:
@@ -76,25 +79,30 @@ def _label_only(c: AttackContext) -> tuple[np.ndarray, float]:
     return eval_scores, best_threshold(known_scores, c.known_membership)
 
 
-ATTACKS: dict[str, AttackSpec] = {
-    **{m: _global(m) for m in ("correctness", "confidence", "entropy", "modified_entropy", "loss")},
-    **{f"{m}_classwise": _classwise(m) for m in ("confidence", "entropy", "modified_entropy")},
-    "nn": AttackSpec("single_query", _nn),
-    "label_only": AttackSpec("label_only", _label_only),
+# How each family of catalog.ATTACKS runs against one target model. Population attacks (LiRA, RMIA) need
+# reference models and run in audit.population instead.
+FAMILIES: dict[str, Callable[[AttackEntry], AttackSpec]] = {
+    "threshold": _threshold,
+    "classwise": _classwise,
+    "nn": lambda entry: AttackSpec(entry.kind, _nn),
+    "label_only": lambda entry: AttackSpec(entry.kind, _label_only),
 }
-DEFAULT_ATTACKS = tuple(ATTACKS)
+ATTACKS: dict[str, AttackSpec] = {name: FAMILIES[entry.family](entry) for name, entry in catalog.ATTACKS.items()
+                                  if not entry.needs_population}
+DEFAULT_ATTACKS = catalog.DEFAULT_ATTACKS
 
 
 def validate_attack_names(names: Iterable[str] | str | None) -> tuple[str, ...]:
-    """Known attack names, deduplicated in order (None -> all); ConfigError naming the first unknown one."""
+    """Known attack names (catalog.ATTACKS), deduplicated in order (None -> every attack that needs no
+    population); ConfigError naming the first unknown one."""
     if names is None:
         return DEFAULT_ATTACKS
     names = [names] if isinstance(names, str) else list(names)
     for name in names:
-        if name not in ATTACKS:
-            raise ConfigError(f"unknown attack {name!r}; choose from: {', '.join(ATTACKS)}")
+        if name not in catalog.ATTACKS:
+            raise ConfigError(f"unknown attack {name!r}; choose from: {', '.join(catalog.ATTACKS)}")
     if not names:
-        raise ConfigError(f"attacks is empty; choose at least one of: {', '.join(ATTACKS)}")
+        raise ConfigError(f"attacks is empty; choose at least one of: {', '.join(catalog.ATTACKS)}")
     return tuple(dict.fromkeys(names))
 
 
@@ -132,7 +140,11 @@ class AttackReport:
 
 def run_attack(name: str, context: AttackContext) -> AttackResult:
     """Fit attack `name` on the known sets in `context` and score it on the eval sets."""
-    spec = ATTACKS[validate_attack_names([name])[0]]
+    name = validate_attack_names([name])[0]
+    if name not in ATTACKS:
+        raise ConfigError(f"attack {name!r} needs a population of models (reference models); run it with "
+                          "audit.population.audit_population, or give the trial a `population`")
+    spec = ATTACKS[name]
     eval_scores, threshold = spec.fit_and_score(context)
     return AttackResult(name, spec.kind, attack_metrics(eval_scores, context.eval_membership, threshold))
 

@@ -8,9 +8,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from samprivacy import catalog
+from samprivacy.catalog import PAPER_FC_HIDDEN
 from samprivacy.errors import ConfigError
-
-PAPER_FC_HIDDEN = (1024, 512, 256)  # Tang et al. (SELENA) / the paper; SELENA's code adds a 128-unit layer
 
 
 def fc(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] | None = None) -> nn.Module:
@@ -89,16 +89,12 @@ def wrn16_8(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, .
     return WideResNet(16, 8, num_classes, in_channels=input_shape[0])
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"fc": fc, "mlp": mlp, "cnn": cnn, "wrn16-8": wrn16_8}
+# The registry is catalog.MODELS (name -> "module:builder"); the builders above live in this module.
+MODELS: dict[str, Callable[..., nn.Module]] = {name: globals()[entry.builder.split(":")[1]]
+                                               for name, entry in catalog.MODELS.items()}
 # The model each dataset gets unless the user names one: the paper's, shrunk where the data is tiny.
 DEFAULT_MODELS: dict[str, tuple[str, tuple[int, ...] | None]] = {
-    "digits": ("fc", (256, 128)),
-    "longtail": ("fc", (256, 128)),
-    "purchase100": ("fc", PAPER_FC_HIDDEN),
-    "texas100": ("fc", PAPER_FC_HIDDEN),
-    "cifar10": ("wrn16-8", None),
-    "cifar100": ("wrn16-8", None),
-}
+    name: entry.default_model for name, entry in catalog.DATASETS.items()}
 
 
 def build_model(name: str | None, input_shape: tuple[int, ...], num_classes: int, *,
@@ -111,7 +107,7 @@ def build_model(name: str | None, input_shape: tuple[int, ...], num_classes: int
         raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
     if name in ("fc", "mlp") and hidden is not None and (not hidden or min(hidden) < 1):
         raise ConfigError(f"`hidden` sizes must be positive integers, got {hidden}")
-    if name in ("cnn", "wrn16-8") and len(input_shape) != 3:
+    if catalog.MODELS[name].input == "image" and len(input_shape) != 3:
         raise ConfigError(f"model {name!r} needs image input (C, H, W), got {tuple(input_shape)}; use fc or mlp")
     if name == "cnn" and hidden is not None and (len(hidden) != 2 or min(hidden) < 1):
         raise ConfigError(f"model 'cnn' takes `hidden` as 2 positive channel counts (conv1, conv2), "

@@ -22,15 +22,13 @@ from typing import Callable
 
 import torch
 
+from samprivacy import catalog
 from samprivacy.errors import ConfigError
 
 # name -> fixed (lam, xi, adaptive) and default rho; eta (ASAM's T_w = |w| + eta) matters only when adaptive.
-PRESETS: dict[str, dict] = {
-    "sgd": dict(lam=0.0, xi=0.0, adaptive=False, rho=0.0),
-    "sam": dict(lam=-1.0, xi=0.0, adaptive=False, rho=0.05),
-    "asam": dict(lam=-1.0, xi=0.0, adaptive=True, rho=0.5, eta=0.01),
-    "sharpreg": dict(lam=1.5, xi=0.3, adaptive=False, rho=0.01),
-}
+# SWA's weight averaging is the training loop's business (learn.train); its steps are plain SGD steps.
+PRESETS: dict[str, dict] = {name: {k: v for k, v in entry.preset.items() if k != "averaged"}
+                            for name, entry in catalog.OPTIMIZERS.items()}
 BASE_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
 
@@ -157,22 +155,25 @@ class SharpnessAware(torch.optim.Optimizer):
         return loss
 
 
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def make_optimizer(name: str, params, *, base: str = "sgd", lr: float, momentum: float = 0.9,
                    weight_decay: float = 0.0, rho: float | None = None, lam: float | None = None,
                    xi: float | None = None) -> SharpnessAware:
-    """Build a preset. `rho` applies to sam/asam/sharpreg; `lam` and `xi` only to sharpreg."""
+    """Build a preset (catalog.OPTIMIZERS). `rho` applies to sam/asam/sharpreg; `lam` and `xi` only to sharpreg."""
     if name not in PRESETS:
         raise ConfigError(f"unknown optimizer {name!r}; choose from: {', '.join(PRESETS)}")
     if base not in BASE_OPTIMIZERS:
         raise ConfigError(f"unknown base optimizer {base!r}; choose from: {', '.join(BASE_OPTIMIZERS)}")
     preset = dict(PRESETS[name])
-    if name == "sgd" and rho is not None:
-        raise ConfigError("`rho` applies only to sam, asam and sharpreg, not 'sgd'; drop it")
-    if name != "sharpreg" and (lam is not None or xi is not None):
-        raise ConfigError(f"`lam` and `xi` apply only to optimizer 'sharpreg', not {name!r}; drop them")
     for key, value in (("rho", rho), ("lam", lam), ("xi", xi)):
-        if value is not None:
-            preset[key] = value
+        if value is None:
+            continue
+        if key not in catalog.optimizer_params(name):
+            raise ConfigError(f"`{key}` applies only to {_either(catalog.takers(key))}, not {name!r}; drop it")
+        preset[key] = value
     base_kwargs = dict(lr=_check("lr", lr, minimum=0.0), weight_decay=_check("weight_decay", weight_decay, minimum=0.0))
     if base == "sgd":
         base_kwargs["momentum"] = _check("momentum", momentum, minimum=0.0)

@@ -1,8 +1,14 @@
 """train(model, dataset, config) -> TrainResult: the one training loop every optimizer and dataset shares.
 
 Model selection uses the validation split only (never an evaluation set). Data stays on the device; on CUDA
-the forward pass runs under bf16 autocast. Shuffling is seeded per (seed, epoch), so a run resumed from an
-epoch checkpoint sees the same batches as one that never stopped.
+the forward pass runs under bf16 autocast (`amp`). Shuffling is seeded per (seed, epoch), so a run resumed from
+an epoch checkpoint sees the same batches as one that never stopped. `train_epoch` is one pass over the training
+data; populations (learn.population) call `train` with their own training subsets.
+
+Defaults stated once: `augment` None = random crops and flips for image data, none otherwise; `amp` None = bf16
+autocast on CUDA, off on CPU. SWA (optimizer "swa") averages the weights of every epoch from
+floor(swa_start * epochs) + 1 on, at a constant swa_lr (default lr / 2), recomputes BatchNorm statistics for the
+average, and returns the average (no best-epoch selection: the average is what SWA trains).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samprivacy import catalog
 from samprivacy.errors import ConfigError, TrainingDiverged
+from samprivacy.learn.augment import random_crop_flip
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.optim import SharpnessAware, make_optimizer
 
@@ -37,9 +45,11 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 64
     seed: int = 0
-    augment: bool = False  # random 4-pixel translations and horizontal flips, images only
+    augment: bool | None = None  # random crops (4-pixel padding) and flips; None: on for images, off otherwise
     device: str | None = None  # None: CUDA when available
     amp: bool | None = None  # bf16 autocast; None: on for CUDA
+    swa_start: float | None = None  # swa: fraction of epochs before averaging starts; None: 0.75
+    swa_lr: float | None = None  # swa: constant lr while averaging; None: lr / 2
 
 
 @dataclass
@@ -88,16 +98,6 @@ def frozen_batchnorm(model: nn.Module, frozen: bool):
             m.momentum = momentum
 
 
-def augment_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random translations by up to 4 pixels (zero padding) and horizontal flips, on the device."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (4, 4, 4, 4))
-    dx, dy = (torch.randint(0, 9, (2,), generator=generator)).tolist()
-    out = padded[:, :, dy:dy + h, dx:dx + w]
-    flip = torch.rand(n, generator=generator) < 0.5
-    return torch.where(flip.to(x.device)[:, None, None, None], out.flip(3), out)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
              amp: bool = False) -> tuple[float, float]:
@@ -112,10 +112,55 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return total_loss / max(len(x), 1), correct / max(len(x), 1)
 
 
+def resolve_augment(augment: bool | None, feature_kind: str) -> bool:
+    """Augmentation applies to images only; None turns it on for them."""
+    return feature_kind == "image" and (augment is None or augment)
+
+
+def train_epoch(model: nn.Module, optimizer: SharpnessAware, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                generator: torch.Generator, amp: bool, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over (x, y) in the order `generator` draws; returns (sum of losses, correct count) on the device.
+
+    Accuracy and loss are those of the first pass of each step (at w), as the batch saw them.
+    """
+    device = x.device
+    order = torch.randperm(len(x), generator=generator).to(device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for i in range(0, len(order), batch_size):
+        xb, yb = x[order[i:i + batch_size]], y[order[i:i + batch_size]]
+        if augment:
+            xb = random_crop_flip(xb, generator)
+        passes: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            with frozen_batchnorm(model, frozen=bool(passes)), \
+                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb)
+            loss.backward()
+            passes.append(logits.detach())
+            return loss.detach()
+
+        loss = optimizer.step(closure)
+        loss_sum += loss * len(yb)
+        correct += (passes[0].argmax(1) == yb).sum()
+    return loss_sum, correct
+
+
+def _swa_start_epoch(config: TrainConfig) -> int | None:
+    """The first epoch whose weights SWA averages, or None without SWA."""
+    if not catalog.OPTIMIZERS[config.optimizer].preset.get("averaged"):
+        return None
+    fraction = 0.75 if config.swa_start is None else config.swa_start
+    return min(config.epochs, math.floor(fraction * config.epochs) + 1)
+
+
 def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
           on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
-          resume: dict | None = None) -> TrainResult:
-    """Train `model` on dataset.splits.train, select the best epoch on the validation split.
+          resume: dict | None = None, train_index=None) -> TrainResult:
+    """Train `model` on dataset.splits.train (or the dataset rows `train_index`), select the best epoch on the
+    validation split, and measure test accuracy on the held-out non-members (dataset.splits.test).
 
     on_epoch(row, checkpoint) is called after every epoch with the epoch's metrics and a function returning
     the full training state (pass it back as `resume` to continue after that epoch).
@@ -129,71 +174,76 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
     amp = config.amp if config.amp is not None else device.type == "cuda"
     torch.manual_seed(config.seed)
     model = model.to(device)
-    x_train, y_train = (t.to(device) for t in dataset.subset("train"))
+    index = torch.as_tensor(dataset.splits.train if train_index is None else train_index, dtype=torch.long)
+    x_train, y_train = dataset.x[index].to(device), dataset.y[index].to(device)
     x_val, y_val = (t.to(device) for t in dataset.subset("val"))
     optimizer: SharpnessAware = make_optimizer(
         config.optimizer, model.parameters(), base=config.base_optimizer, lr=config.lr, momentum=config.momentum,
         weight_decay=config.weight_decay, rho=config.rho, lam=config.lam, xi=config.xi)
     scheduler = SCHEDULES[config.schedule](optimizer, config.epochs)
-    augment = config.augment and dataset.feature_kind == "image"
+    augment = resolve_augment(config.augment, dataset.feature_kind)
+    swa_from = _swa_start_epoch(config)
+    swa_model = torch.optim.swa_utils.AveragedModel(model) if swa_from is not None else None
 
     state = dict(epoch=0, best_val_acc=-1.0, best_epoch=0, best_state=None, history=[])
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
+        if swa_model is not None:
+            swa_model.load_state_dict(resume["swa_model"])
         state.update({k: resume[k] for k in state})
 
     def checkpoint() -> dict:
         # A snapshot, not live references: training goes on mutating the tensors after this returns.
+        extra = {"swa_model": swa_model.state_dict()} if swa_model is not None else {}
         return copy.deepcopy(dict(state, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                                  scheduler=scheduler.state_dict()))
+                                  scheduler=scheduler.state_dict(), **extra))
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         epoch_start = time.perf_counter()
+        averaging = swa_from is not None and epoch >= swa_from
+        if averaging:  # SWA: a constant learning rate while weights are averaged
+            for group in optimizer.param_groups:
+                group["lr"] = config.swa_lr if config.swa_lr is not None else config.lr / 2
         model.train()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for i in range(0, len(order), config.batch_size):
-            xb, yb = x_train[order[i:i + config.batch_size]], y_train[order[i:i + config.batch_size]]
-            if augment:
-                xb = augment_images(xb, generator)
-            passes: list[torch.Tensor] = []
-
-            def closure() -> torch.Tensor:
-                with frozen_batchnorm(model, frozen=bool(passes)), \
-                        torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits.float(), yb)
-                loss.backward()
-                passes.append(logits.detach())
-                return loss.detach()
-
-            loss = optimizer.step(closure)
-            loss_sum += loss * len(yb)
-            correct += (passes[0].argmax(1) == yb).sum()
+        loss_sum, correct = train_epoch(model, optimizer, x_train, y_train, batch_size=config.batch_size,
+                                        generator=generator, amp=amp, augment=augment)
         train_loss = loss_sum.item() / len(x_train)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(epoch, train_loss)
-        scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        if averaging:
+            swa_model.update_parameters(model)
+        else:
+            scheduler.step()
         val_loss, val_acc = evaluate(model, x_val, y_val, amp=amp)
-        if val_acc > state["best_val_acc"]:
+        if swa_model is None and val_acc > state["best_val_acc"]:
             state.update(best_val_acc=val_acc, best_epoch=epoch,
                          best_state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
         row = dict(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / len(x_train), val_loss=val_loss,
-                   val_acc=val_acc, lr=optimizer.param_groups[0]["lr"],
-                   seconds=time.perf_counter() - epoch_start)
+                   val_acc=val_acc, lr=lr, seconds=time.perf_counter() - epoch_start)
         state["history"] = [*state["history"], row]
         state["epoch"] = epoch
         if on_epoch is not None:
             on_epoch(row, checkpoint)
 
-    model.load_state_dict(state["best_state"])
+    if swa_model is not None:
+        model = _averaged(swa_model, x_train, config.batch_size)
+        state["best_epoch"] = config.epochs
+    else:
+        model.load_state_dict(state["best_state"])
     x_test, y_test = (t.to(device) for t in dataset.subset("test"))
     return TrainResult(
         model=model, best_epoch=state["best_epoch"], history=copy.deepcopy(state["history"]),
         train_acc=evaluate(model, x_train, y_train, amp=amp)[1], val_acc=evaluate(model, x_val, y_val, amp=amp)[1],
         test_acc=evaluate(model, x_test, y_test, amp=amp)[1], seconds=time.perf_counter() - start,
         device=str(device), config=asdict(config))
+
+
+def _averaged(swa_model: torch.optim.swa_utils.AveragedModel, x: torch.Tensor, batch_size: int) -> nn.Module:
+    """The averaged network, with BatchNorm statistics recomputed on the training data (they are not averages)."""
+    batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
+    torch.optim.swa_utils.update_bn(batches, swa_model, device=x.device)
+    return swa_model.module

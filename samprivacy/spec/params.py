@@ -17,19 +17,18 @@ from pydantic import (
     model_validator,
 )
 
+from samprivacy import catalog
 from samprivacy.spec.errors import Problem, did_you_mean, raise_problems
-from samprivacy.spec.trial import SINGLE_QUERY_ATTACKS, TrialConfig, _Frozen
+from samprivacy.spec.trial import TrialConfig, _Frozen
 
 # ----------------------------------------------------------------------------------------------------------------
-# SweepSpec: a sweep written as data (sweeps/*.yaml). Reference: docs/spec.md.
+# SweepSpec: a sweep written as data (sweeps/*.yaml). Reference: docs/spec.md. Every name comes from the catalog.
 
-DATASET_NAMES = ("digits", "longtail", "purchase100", "texas100", "cifar10", "cifar100")  # = learn.data.DATASETS
-ATTACK_NAMES = (*SINGLE_QUERY_ATTACKS, "confidence_classwise", "entropy_classwise", "modified_entropy_classwise",
-                "nn", "label_only")  # = audit.ATTACKS (a test keeps them equal; spec.py must not import torch)
-OBJECTIVE_METRICS = ("test_acc", "val_acc", "train_acc", "attack_acc", "attack_auc", "attack_advantage",
-                     "attack_tpr_at_fpr_0.001", "attack_tpr_at_fpr_0.01", "single_query_acc", "label_only_acc")
-MODEL_NAMES = ("fc", "mlp", "cnn", "wrn16-8")  # = learn.models.MODELS (a test keeps them equal)
-SAMPLER_NAMES = ("tpe", "nsga2", "gp", "random", "grid")
+DATASET_NAMES = tuple(catalog.DATASETS)
+ATTACK_NAMES = tuple(catalog.ATTACKS)
+OBJECTIVE_METRICS = catalog.objective_metrics()
+MODEL_NAMES = tuple(catalog.MODELS)
+SAMPLER_NAMES = catalog.SAMPLERS
 _DIRECTIONS = {"max": "max", "maximize": "max", "maximise": "max", "min": "min", "minimize": "min", "minimise": "min"}
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _EXTRA_BOUNDS = {"lam": (at.Gt(0.0),), "xi": (at.Ge(0.0),)}  # DESIGN: SharpReg is λ > 0; ξ only shrinks L(w)
@@ -201,11 +200,14 @@ class _ParamGroup(_Spec):
 
 
 class OptimizerSpace(_ParamGroup):
-    """One optimizer's own hyperparameters; which apply to which optimizer is checked by SweepSpec."""
+    """One optimizer's own hyperparameters (catalog.OPTIMIZER_PARAMS); which apply to which optimizer is checked
+    by SweepSpec."""
 
     rho: Param | None = None
     lam: Param | None = None
     xi: Param | None = None
+    swa_start: Param | None = None
+    swa_lr: Param | None = None
 
 
 class TrainSpace(_ParamGroup):
@@ -221,4 +223,6 @@ class TrainSpace(_ParamGroup):
     model: str | None = None
     hidden: tuple[PositiveInt, ...] | None = None
     split_seed: NonNegativeInt | None = None
+    augment: bool | None = None
+    amp: bool | None = None
 

@@ -34,7 +34,9 @@ from samprivacy.spec.params import (
     _Spec,
     field_kind,
 )
-from samprivacy.spec.trial import OPTIMIZER_PARAMS, OPTIMIZERS
+from samprivacy import catalog
+from samprivacy.spec.trial import (OPTIMIZER_PARAMS, OPTIMIZERS, Population, population_problems,
+                                  resolve_attacks)
 
 
 class SamplerSpec(_Spec):
@@ -118,6 +120,7 @@ class SweepSpec(_Spec):
     optimizers: dict[str, OptimizerSpace]
     train: TrainSpace = TrainSpace()
     attacks: tuple[str, ...] | None = None
+    population: Population | None = Field(None, description="K models per trial for LiRA / RMIA (docs/spec.md)")
     objectives: dict[str, str] = Field(default_factory=lambda: {"test_acc": "max", "attack_acc": "min"})
     sampler: SamplerSpec = SamplerSpec()
     trials: PositiveInt | None = Field(None, description="None only for grid: the whole grid")
@@ -177,10 +180,9 @@ class SweepSpec(_Spec):
                                                 f"use one of {', '.join(OPTIMIZERS)}"))
                     continue
                 keys = {k for k, x in keys.items() if x is not None} if isinstance(keys, dict) else set()
-                for key in sorted(keys & {"rho", "lam", "xi"} - set(OPTIMIZER_PARAMS[name])):
-                    takers = [o for o, ks in OPTIMIZER_PARAMS.items() if key in ks]
+                for key in sorted(keys & set(catalog.OPTIMIZER_PARAMS) - set(OPTIMIZER_PARAMS[name])):
                     problems.append((f"{name}.{key}", f"{name} takes no {key}; remove it or move it under "
-                                                      f"{' or '.join(takers)}"))
+                                                      f"{' or '.join(catalog.takers(key))}"))
                 if name == "sharpreg":
                     problems += [(f"sharpreg.{k}", f"required for sharpreg (the paper uses {k}: {d})")
                                  for k, d in (("lam", 1.5), ("xi", 0.3)) if k not in keys]
@@ -223,23 +225,39 @@ class SweepSpec(_Spec):
                                            "or leave it out to run the whole grid"))
         elif self.trials is None:
             problems.append(("trials", f"required for sampler {self.sampler.name}; e.g. trials: 16"))
-        problems += self._objectives_reported()
+        problems += self._objectives_reported() + self._population_problems()
         if self.train.model is not None and self.train.model not in MODEL_NAMES:
             problems.append(("train.model", f"unknown model; {did_you_mean(self.train.model, MODEL_NAMES)}"
                                             f"use one of {', '.join(MODEL_NAMES)}, or leave it out"))
         raise_problems(problems)
         return self
 
+    def attack_names(self) -> tuple[str, ...]:
+        """The attacks every trial runs: `attacks`, or every attack the trials can (see TrialConfig)."""
+        return resolve_attacks(self.attacks, self.population)
+
+    def _population_problems(self) -> list[Problem]:
+        return population_problems(self.attacks, self.population)
+
     def _objectives_reported(self) -> list[Problem]:
         """An objective must be something every trial reports: label_only_acc needs the label-only attack,
-        single_query_acc a single-query one."""
-        attacks = set(self.attacks) if self.attacks is not None else set(ATTACK_NAMES)
-        needs = {"label_only_acc": attacks & {"label_only"},
-                 "single_query_acc": attacks - {"label_only"}}
-        return [(f"objectives.{metric}", f"no attack in `attacks` reports it; add "
-                                         f"{'label_only' if metric == 'label_only_acc' else 'a single-query attack'}"
-                                         f" to `attacks` or choose another objective")
-                for metric, found in needs.items() if metric in self.objectives and not found]
+        single_query_acc a single-query one, lira_auc the lira attack, test_acc_std a population."""
+        attacks = set(self.attack_names())
+        out = []
+        for metric in self.objectives:
+            need = catalog.metric_needs(metric)
+            if need == ("population",) and self.population is None:
+                out.append((f"objectives.{metric}", "is reported only by trials with a population; add "
+                                                    "`population` or choose another objective"))
+            elif need[:1] == ("attack",) and need[1] not in attacks:
+                out.append((f"objectives.{metric}", f"needs the {need[1]} attack, which this sweep does not run "
+                                                    f"(it needs a `population` that can serve it, and {need[1]} "
+                                                    "in `attacks` if you list them)"))
+            elif need[:1] == ("kind",) and not any(catalog.ATTACKS[a].kind == need[1] for a in attacks):
+                what = "label_only" if need[1] == "label_only" else "a single-query attack"
+                out.append((f"objectives.{metric}", f"no attack in `attacks` reports it; add {what} to `attacks` "
+                                                    "or choose another objective"))
+        return out
 
     def _searched(self):
         """(path, Param, integer?) of every Param that varies, optimizers' and training's."""
@@ -273,8 +291,10 @@ class SweepSpec(_Spec):
 
     def fixed_trial_fields(self) -> dict[str, Any]:
         """TrialConfig fields that are the same in every trial of the sweep."""
-        fields: dict[str, Any] = {"data_root": self.data_root, "download": self.download, "attacks": self.attacks}
-        fields |= {k: v for k in ("model", "hidden", "split_seed") if (v := getattr(self.train, k)) is not None}
+        fields: dict[str, Any] = {"data_root": self.data_root, "download": self.download, "attacks": self.attacks,
+                                  "population": self.population}
+        fields |= {k: v for k in ("model", "hidden", "split_seed", "augment", "amp")
+                   if (v := getattr(self.train, k)) is not None}
         groups = [self.train] + (list(self.optimizers.values()) if len(self.optimizers) == 1 else [])
         fields |= {k: p.fixed for g in groups for k, p in g.params().items() if p.is_fixed}
         for key, options in (("dataset", self.datasets), ("seed", self.seeds), ("optimizer", tuple(self.optimizers))):

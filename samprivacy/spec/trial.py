@@ -1,5 +1,5 @@
 """`TrialConfig`: everything that determines one trial, what `samprivacy trial`, the sweep's trainable and the
-reports pass around."""
+reports pass around. `Population`: the optional model population a trial's strong attacks need."""
 
 from __future__ import annotations
 
@@ -15,31 +15,105 @@ from pydantic import (
     model_validator,
 )
 
+from samprivacy import catalog
 from samprivacy.errors import ConfigError
-from samprivacy.spec.errors import problems
+from samprivacy.spec.errors import did_you_mean, problems
 
-OPTIMIZERS = ("sgd", "sam", "asam", "sharpreg")
-# Which optimizer takes which hyperparameter (learn.optim.PRESETS fixes the rest: a test keeps them in step).
-OPTIMIZER_PARAMS = {"sgd": (), "sam": ("rho",), "asam": ("rho",), "sharpreg": ("rho", "lam", "xi")}
-SINGLE_QUERY_ATTACKS = ("correctness", "confidence", "entropy", "modified_entropy", "loss")
+OPTIMIZERS = tuple(catalog.OPTIMIZERS)
+# Which optimizer takes which hyperparameter: catalog.OPTIMIZERS is the one table.
+OPTIMIZER_PARAMS = {name: entry.params for name, entry in catalog.OPTIMIZERS.items()}
+SINGLE_QUERY_ATTACKS = tuple(n for n, e in catalog.ATTACKS.items() if e.family == "threshold")
+# LiRA's paper: below 64 shadow models a variance shared by all examples beats per-example estimates.
+PER_EXAMPLE_VARIANCE_FROM = 64
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class LiraOptions(_Frozen):
+    variance: Literal["auto", "global", "per_example"] = Field("auto", description=(
+        f"auto: one variance for all examples below {PER_EXAMPLE_VARIANCE_FROM} shadow models, per example from "
+        "there (Carlini et al.); global or per_example force one"))
+
+
+class RmiaOptions(_Frozen):
+    reference_models: int = Field(2, ge=1, le=64, description="OUT reference models per example (1 to 4 is the "
+                                                              "affordable regime RMIA was designed for)")
+    a: float = Field(0.3, ge=0.0, le=1.0, description=(
+        "offline RMIA's a: Pr(x) = ((1 + a) Pr_OUT(x) + (1 - a)) / 2, the linear stand-in for the missing IN models"))
+    gamma: float = Field(1.0, gt=0.0, description="x beats a population sample z when LR(x, z) >= gamma")
+
+
+class Population(_Frozen):
+    """K models of one trial configuration, each trained on a random `fraction` of the member pool."""
+
+    models: int = Field(8, ge=1, le=4096, description="K: models of the trial's configuration")
+    fraction: float = Field(0.5, gt=0.0, lt=1.0, description="share of the pool each model trains on")
+    shared_references: int = Field(0, ge=0, le=256, description=(
+        "0: offline attacks use the population's other models; n > 0: RMIA and offline LiRA use n reference "
+        "models trained once per (dataset, model, training budget) with plain SGD and shared by every trial"))
+    queries: int | None = Field(None, ge=1, le=18, description=(
+        "queries per example for LiRA's statistics: None = 2 for images (as is and flipped), 1 otherwise"))
+    lira: LiraOptions = LiraOptions()
+    rmia: RmiaOptions = RmiaOptions()
+
+    @property
+    def n_in(self) -> int:
+        """Models each pool example is IN for (the same for every example: the membership matrix is balanced)."""
+        return membership_count(self.models, self.fraction)
+
+    def problems(self, attacks: tuple[str, ...]) -> list[tuple[str, str]]:
+        """(field, message) for each attack in `attacks` this population cannot run."""
+        out = []
+        n_in, n_out = self.n_in, self.models - self.n_in
+        if self.shared_references:
+            ref_in = membership_count(self.shared_references, self.fraction)
+            if min(ref_in, self.shared_references - ref_in) < 1:
+                out.append(("shared_references", f"{self.shared_references} reference models at fraction "
+                                                  f"{self.fraction} leave an example with no OUT reference; use 2 or more"))
+            elif "rmia" in attacks and self.rmia.reference_models > self.shared_references - ref_in:
+                out.append(("rmia.reference_models", f"each example is OUT for {self.shared_references - ref_in} of "
+                                                     f"the {self.shared_references} shared references, fewer than "
+                                                     f"{self.rmia.reference_models}; lower it or add references"))
+        needs_shadows = [a for a in attacks if a == "lira" or (a in ("rmia", "lira_offline")
+                                                                 and not self.shared_references)]
+        if needs_shadows and (n_in < 2 or n_out < 2):
+            out.append(("models", f"{', '.join(needs_shadows)} need every example IN and OUT of at least 2 models "
+                                  f"(each model in turn is the target, the others its shadows), but {self.models} "
+                                  f"models at fraction {self.fraction} give {n_in} IN and {n_out} OUT; use models >= "
+                                  f"{minimum_models(self.fraction)}"))
+        elif "rmia" in attacks and not self.shared_references and self.rmia.reference_models > n_out - 1:
+            out.append(("rmia.reference_models", f"a target's OUT examples have {n_out - 1} other OUT models, fewer "
+                                                 f"than {self.rmia.reference_models}; lower it or raise models"))
+        return out
+
+
+def membership_count(models: int, fraction: float) -> int:
+    """How many of `models` each example is IN for: round(fraction * models), as LiRA's reference code does."""
+    return int(math.floor(fraction * models + 0.5))
+
+
+def minimum_models(fraction: float) -> int:
+    return next(k for k in range(4, 4096) if min(membership_count(k, fraction), k - membership_count(k, fraction)) >= 2)
+
+
 class TrialConfig(_Frozen):
-    """Everything that determines one trial: data, model, optimizer, budget, seed, attacks."""
+    """Everything that determines one trial: data, model, optimizer, budget, seed, attacks, population."""
 
     dataset: str = "digits"
     data_root: str | None = None
     download: bool = False
     model: str | None = Field(None, description="model name; None picks the dataset's default")
     hidden: tuple[int, ...] | None = Field(None, description="hidden sizes of the FC model")
-    optimizer: Literal["sgd", "sam", "asam", "sharpreg"] = "sgd"
+    optimizer: str = "sgd"
     base_optimizer: Literal["sgd", "adam"] = "sgd"
     rho: float | None = Field(None, ge=0.0, description="radius ρ; sam/asam/sharpreg only; None = preset default")
     lam: float | None = Field(None, description="sharpness weight λ; only sharpreg takes it")
     xi: float | None = Field(None, description="anti-overfitting weight ξ; only sharpreg takes it")
+    swa_start: float | None = Field(None, gt=0.0, lt=1.0, description="swa: fraction of epochs before averaging "
+                                                                      "starts; None = 0.75")
+    swa_lr: float | None = Field(None, gt=0.0, description="swa: constant lr while averaging; None = lr / 2")
     lr: float = Field(0.05, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
@@ -48,24 +122,80 @@ class TrialConfig(_Frozen):
     batch_size: int = Field(64, ge=1)
     seed: int = Field(0, ge=0)
     split_seed: int | None = Field(None, ge=0, description="seed of the member/non-member split; None = seed")
-    attacks: tuple[str, ...] | None = Field(None, description="attack names; None runs every attack")
+    augment: bool | None = Field(None, description="random crops (4-pixel padding) and flips; images only; "
+                                                   "None = on for image datasets")
+    amp: bool | None = Field(None, description="bf16 autocast; None = on for CUDA")
+    attacks: tuple[str, ...] | None = Field(None, description="attack names; None runs every attack the trial can")
+    population: Population | None = Field(None, description="train K models and run the population attacks")
     device: str | None = Field(None, description="'cpu', 'cuda', ...; None picks CUDA when available")
 
-    @field_validator("rho", "lr", "momentum", "weight_decay", "lam", "xi")
+    @field_validator("rho", "lr", "momentum", "weight_decay", "lam", "xi", "swa_start", "swa_lr")
     @classmethod
     def _finite(cls, v: float | None, info) -> float | None:
         if v is not None and not math.isfinite(v):
             raise ValueError(f"`{info.field_name}` must be a finite number, got {v}")
         return v
 
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        if v not in catalog.OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {v!r}; use one of {', '.join(catalog.OPTIMIZERS)}")
+        return v
+
+    @field_validator("attacks")
+    @classmethod
+    def _known_attacks(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return v
+        unknown = [a for a in v if a not in catalog.ATTACKS]
+        if not v or unknown:
+            what = f"unknown attack {unknown[0]!r}; {did_you_mean(unknown[0], catalog.ATTACKS)}" if unknown else (
+                "is empty; ")
+            raise ValueError(f"{what}use some of {', '.join(catalog.ATTACKS)}")
+        return tuple(dict.fromkeys(v))
+
     @model_validator(mode="after")
     def _own_params_only(self) -> "TrialConfig":
-        for name in ("rho", "lam", "xi"):
+        for name in catalog.OPTIMIZER_PARAMS:
             if getattr(self, name) is not None and name not in OPTIMIZER_PARAMS[self.optimizer]:
-                takers = ", ".join(f"'{o}'" for o, params in OPTIMIZER_PARAMS.items() if name in params)
+                takers = ", ".join(f"'{o}'" for o in catalog.takers(name))
                 raise ValueError(f"`{name}` applies only to {takers} (got optimizer '{self.optimizer}'); "
                                  f"drop `{name}` or choose one of those")
+        for field, message in population_problems(self.attacks, self.population):
+            raise ValueError(f"{field}: {message}")
         return self
+
+    def attack_names(self) -> tuple[str, ...]:
+        """The attacks this trial runs: `attacks`, or every attack it can (population ones with a population)."""
+        return resolve_attacks(self.attacks, self.population)
+
+
+def resolve_attacks(attacks: tuple[str, ...] | None, population: Population | None) -> tuple[str, ...]:
+    """`attacks` as given, or (None) every attack that needs no population plus, with a population, every
+    population attack it can run."""
+    if attacks is not None:
+        return attacks
+    if population is None:
+        return catalog.DEFAULT_ATTACKS
+    return (*catalog.DEFAULT_ATTACKS, *(a for a in catalog.POPULATION_ATTACKS if not population.problems((a,))))
+
+
+def population_problems(attacks: tuple[str, ...] | None, population: Population | None) -> list[tuple[str, str]]:
+    """(field, message) for attacks that need a population it lacks or cannot serve; with `attacks` None, a
+    population that can run no population attack at all."""
+    needs = [a for a in attacks or () if catalog.ATTACKS[a].needs_population]
+    if needs and population is None:
+        return [("attacks", f"{', '.join(needs)} need a population of models; add `population` (e.g. "
+                            f"population: {{models: 8}}) or drop them")]
+    if population is None:
+        return []
+    if attacks is not None:
+        return [(f"population.{f}", m) for f, m in population.problems(attacks)]
+    if not set(resolve_attacks(None, population)) & set(catalog.POPULATION_ATTACKS):
+        why = "; ".join(m for _, m in population.problems(catalog.POPULATION_ATTACKS))
+        return [("population", f"runs none of {', '.join(catalog.POPULATION_ATTACKS)}: {why}")]
+    return []
 
 
 def parse_trial_config(fields: dict) -> TrialConfig:

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from samprivacy.errors import ConfigError
 from samprivacy.files import write_json_atomic
 from samprivacy.spec import ResolvedStorage, SweepSpec, parse_spec
-from samprivacy.sweep import pareto
+from samprivacy.report import pareto
 from samprivacy.sweep.search import ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, load_study
 
 SWEEP_FILE = "sweep.json"

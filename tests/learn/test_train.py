@@ -78,7 +78,7 @@ def test_batchnorm_statistics_follow_the_first_pass_only():
     model(x)
     assert not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
     assert bn.momentum == 0.1
-    result = train(model, data, TrainConfig(optimizer="sam", epochs=2, batch_size=16, device="cpu"))
+    result = train(model, data, TrainConfig(optimizer="sam", epochs=2, batch_size=16, device="cpu", augment=False))
     assert result.test_acc > 0.5
 
 
@@ -86,3 +86,74 @@ def test_training_config_is_recorded(blobs):
     result = fit(blobs, optimizer="sam", rho=0.2)
     assert result.config == dataclasses.asdict(TrainConfig(optimizer="sam", rho=0.2, epochs=5, batch_size=16,
                                                            lr=0.1, device="cpu"))
+
+
+def test_swa_returns_the_average_of_the_last_epochs_weights(blobs):
+    snapshots = []
+
+    def on_epoch(row, checkpoint):
+        snapshots.append(checkpoint()["model"])
+
+    torch.manual_seed(0)
+    model = build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,))
+    cfg = TrainConfig(optimizer="swa", epochs=8, batch_size=16, lr=0.1, swa_start=0.5, swa_lr=0.02, device="cpu")
+    result = train(model, blobs, cfg, on_epoch=on_epoch)
+    # floor(0.5 * 8) + 1 = 5: epochs 5..8 are averaged, at the constant swa_lr
+    expected = {k: torch.stack([s[k] for s in snapshots[4:]]).mean(0) for k in snapshots[0]}
+    for key, value in result.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key])
+    assert [r["lr"] for r in result.history[4:]] == [0.02] * 4 and result.history[3]["lr"] != 0.02
+    assert result.best_epoch == 8 and result.test_acc > 0.9
+
+
+def test_swa_resumes_with_its_running_average(blobs):
+    saved = {}
+
+    def on_epoch(row, checkpoint):
+        if row["epoch"] == 6:
+            saved.update(checkpoint())
+
+    cfg = TrainConfig(optimizer="swa", epochs=8, batch_size=16, lr=0.1, swa_start=0.5, device="cpu")
+    torch.manual_seed(0)
+    full = train(build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,)), blobs, cfg,
+                 on_epoch=on_epoch)
+    resumed = train(build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,)), blobs, cfg,
+                    resume=saved)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_swa_recomputes_batchnorm_statistics_for_the_average():
+    data = make_blobs(dim=8, image=True)
+    torch.manual_seed(0)
+    model = build_model("cnn", data.input_shape, data.num_classes, hidden=(4, 4))
+    cfg = TrainConfig(optimizer="swa", epochs=4, batch_size=16, lr=0.05, device="cpu", augment=False)
+    result = train(model, data, cfg)
+    bn = next(m for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    # update_bn: a cumulative average over one pass of the training data, counted in num_batches_tracked
+    train_batches = -(-len(data.splits.train) // 16)
+    assert int(bn.num_batches_tracked) == train_batches
+
+
+def test_augmentation_is_on_for_images_by_default_and_can_be_turned_off():
+    from samprivacy.learn.train import resolve_augment
+
+    assert resolve_augment(None, "image") and not resolve_augment(False, "image")
+    assert not resolve_augment(None, "continuous") and not resolve_augment(True, "binary")
+    data = make_blobs(dim=8, image=True)
+    torch.manual_seed(0)
+    base = dict(optimizer="sgd", epochs=2, batch_size=16, device="cpu")
+    plain = train(build_model("cnn", data.input_shape, 3, hidden=(4, 4)), data, TrainConfig(augment=False, **base))
+    torch.manual_seed(0)
+    augmented = train(build_model("cnn", data.input_shape, 3, hidden=(4, 4)), data, TrainConfig(**base))
+    assert plain.history[0]["train_loss"] != augmented.history[0]["train_loss"]
+
+
+def test_a_population_model_trains_on_the_rows_it_is_given(blobs):
+    index = blobs.splits.train[:10]
+    torch.manual_seed(0)
+    model = build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,))
+    result = train(model, blobs, TrainConfig(epochs=1, batch_size=4, device="cpu"), train_index=index)
+    # 10 rows in batches of 4: three steps, and train_acc is a count over 10 rows
+    assert result.history[0]["train_acc"] * 10 == pytest.approx(round(result.history[0]["train_acc"] * 10))
+    assert result.train_acc * 10 == pytest.approx(round(result.train_acc * 10))

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from samprivacy.cli import main
 from samprivacy.spec import parse_spec
 from samprivacy.sweep import runner
-from samprivacy.sweep.pareto import non_dominated
+from samprivacy.report.pareto import non_dominated
 from samprivacy.sweep.tracking import TAG_KIND, TAG_TRIAL
 
 pytestmark = pytest.mark.slow

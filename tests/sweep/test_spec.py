@@ -208,13 +208,18 @@ def test_spec_is_frozen():
         spec.trials = 3
 
 
-def test_names_match_the_registries():
-    data = pytest.importorskip("samprivacy.learn.data")
-    audit = pytest.importorskip("samprivacy.audit")
-    assert set(DATASET_NAMES) == set(data.DATASETS)
-    assert set(ATTACK_NAMES) == set(audit.ATTACKS)
-    models = pytest.importorskip("samprivacy.learn.models")
-    assert set(MODEL_NAMES) == set(models.MODELS)
+def test_the_registries_are_built_from_the_catalog():
+    from samprivacy import audit, catalog
+    from samprivacy.learn import data, models, optim
+
+    assert DATASET_NAMES == tuple(catalog.DATASETS) and set(data.DATASETS) == set(DATASET_NAMES)
+    assert MODEL_NAMES == tuple(catalog.MODELS) and set(models.MODELS) == set(MODEL_NAMES)
+    assert ATTACK_NAMES == tuple(catalog.ATTACKS)
+    assert set(audit.ATTACKS) == {a for a, e in catalog.ATTACKS.items() if not e.needs_population}
+    assert set(optim.PRESETS) == set(catalog.OPTIMIZERS)
+    # every optimizer parameter is a TrialConfig field and a spec key
+    from samprivacy.spec import OptimizerSpace
+    assert set(catalog.OPTIMIZER_PARAMS) <= set(TrialConfig.model_fields) & set(OptimizerSpace.model_fields)
 
 
 def test_a_relative_tune_storage_is_made_absolute(tmp_path):

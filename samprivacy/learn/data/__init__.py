@@ -10,28 +10,26 @@ index arrays. Nothing downloads unless `download=True` is passed (CIFAR only).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
 
+from samprivacy import catalog
 from samprivacy.errors import ConfigError
 
 from .base import SPLIT_NAMES, Dataset, FeatureKind, Splits
-from .cifar import load_cifar10, load_cifar100
-from .digits import load_digits
-from .longtail import load_longtail
-from .purchase import load_purchase100
 from .splits import check_splits, make_splits, random_pools
-from .texas import load_texas100
 
-DATASETS: dict[str, Callable[..., Dataset]] = {
-    "cifar10": load_cifar10,
-    "cifar100": load_cifar100,
-    "digits": load_digits,
-    "longtail": load_longtail,
-    "purchase100": load_purchase100,
-    "texas100": load_texas100,
-}
+
+def _import(target: str) -> Callable[..., Dataset]:
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+# The registry is catalog.DATASETS (name -> "module:loader"); each source is one file of this package.
+DATASETS: dict[str, Callable[..., Dataset]] = {name: _import(entry.loader)
+                                               for name, entry in sorted(catalog.DATASETS.items())}
 _COMMON = ("root", "seed", "download")
 
 

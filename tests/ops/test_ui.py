@@ -16,9 +16,9 @@ import pytest
 
 from samprivacy.cli import main
 from samprivacy.errors import ConfigError
-from samprivacy.sweep.ui import ui_command
+from samprivacy.ops.ui import ui_command
 
-from .conftest import free_port
+from ..conftest import free_port
 
 
 @pytest.fixture

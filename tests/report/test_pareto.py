@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from samprivacy.spec import TrialConfig
-from samprivacy.sweep.pareto import (default_reference, hypervolume_2d, non_dominated, pareto_table,
+from samprivacy.report.pareto import (default_reference, hypervolume_2d, non_dominated, pareto_table,
                                      plot_front_html, plot_front_png, to_minimize)
 
 MAXMIN = ["max", "min"]  # (test_acc, attack_acc)

@@ -17,10 +17,10 @@ import yaml
 from samprivacy.cli import main
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SpecError
-from samprivacy.sweep import submit
-from samprivacy.sweep.submit import build_submission, dashboard_address, submit_sweep
+from samprivacy.ops import submit
+from samprivacy.ops.submit import build_submission, dashboard_address, submit_sweep
 
-from .conftest import free_port
+from ..conftest import free_port
 
 TINY = {
     "name": "tiny-submit", "datasets": ["digits"], "seeds": [0],
