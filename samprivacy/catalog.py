@@ -66,13 +66,9 @@ def takers(param: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # Datasets and models: names and where their code lives (imported only when used).
 
-FeatureKind = Literal["binary", "continuous", "image"]
-
-
 @dataclass(frozen=True)
 class DatasetEntry:
     loader: str  # "module:function" returning a learn.data.Dataset
-    feature_kind: FeatureKind
     summary: str
     default_model: tuple[str, tuple[int, ...] | None]  # (model name, hidden sizes) unless the user names one
 
@@ -80,20 +76,20 @@ class DatasetEntry:
 PAPER_FC_HIDDEN = (1024, 512, 256)  # Tang et al. (SELENA) and the paper; SELENA's code adds a 128-unit layer
 _DATA = "samprivacy.learn.data"
 DATASETS: dict[str, DatasetEntry] = {
-    "digits": DatasetEntry(f"{_DATA}.digits:load_digits", "continuous",
+    "digits": DatasetEntry(f"{_DATA}.digits:load_digits",
                            "scikit-learn's bundled 8x8 digits (ships with the package)", ("fc", (256, 128))),
-    "longtail": DatasetEntry(f"{_DATA}.longtail:load_longtail", "continuous",
+    "longtail": DatasetEntry(f"{_DATA}.longtail:load_longtail",
                              "a generated long-tailed mixture with planted singletons (Feldman 2020)",
                              ("fc", (256, 128))),
-    "purchase100": DatasetEntry(f"{_DATA}.purchase:load_purchase100", "binary",
+    "purchase100": DatasetEntry(f"{_DATA}.purchase:load_purchase100",
                                 "Purchase-100 (600 binary features, 100 classes), files at data_root",
                                 ("fc", PAPER_FC_HIDDEN)),
-    "texas100": DatasetEntry(f"{_DATA}.texas:load_texas100", "binary",
+    "texas100": DatasetEntry(f"{_DATA}.texas:load_texas100",
                              "Texas-100 (6,169 binary features, 100 classes), files at data_root",
                              ("fc", PAPER_FC_HIDDEN)),
-    "cifar10": DatasetEntry(f"{_DATA}.cifar:load_cifar10", "image", "CIFAR-10 python-version folder at data_root",
+    "cifar10": DatasetEntry(f"{_DATA}.cifar:load_cifar10", "CIFAR-10 python-version folder at data_root",
                             ("wrn16-8", None)),
-    "cifar100": DatasetEntry(f"{_DATA}.cifar:load_cifar100", "image", "CIFAR-100 python-version folder at data_root",
+    "cifar100": DatasetEntry(f"{_DATA}.cifar:load_cifar100", "CIFAR-100 python-version folder at data_root",
                              ("wrn16-8", None)),
 }
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
@@ -48,10 +49,25 @@ def add_trial_parser(sub) -> None:
     p.add_argument("--schedule", default="cosine", help="cosine | step | constant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, help="seed of the member/non-member split (default: --seed)")
-    p.add_argument("--attacks", help="comma-separated attack names (default: all)")
+    p.add_argument("--swa-start", type=float, help="swa: fraction of epochs before averaging starts (default 0.75)")
+    p.add_argument("--swa-lr", type=float, help="swa: constant learning rate while averaging (default lr / 2)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                   help="random crops and flips (images only; default: on for images)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
+    p.add_argument("--attacks", help="comma-separated attack names (default: every attack the trial can run; "
+                                     "`samprivacy catalog` lists them)")
+    p.add_argument("--population", type=int, metavar="K",
+                   help="train K models on random halves of the member pool and run LiRA / RMIA with each in turn "
+                        "as the target")
+    p.add_argument("--fraction", type=float, help="share of the pool each population model trains on (0.5)")
+    p.add_argument("--shared-references", type=int, metavar="N",
+                   help="RMIA / offline LiRA against N reference models trained once with SGD (see --references)")
+    p.add_argument("--references", help="folder of shared reference models (default: <out>/references, else "
+                                        "./runs/references)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     p.add_argument("--json", dest="json_path", help="write the full result as JSON to this path")
-    p.add_argument("--out", help="folder for artifacts: summary.json, splits.npz, model.pt, roc.npz")
+    p.add_argument("--out", help="folder for artifacts: summary.json, splits.npz, model.pt (population.npz with "
+                                 "--population), roc.npz")
     p.set_defaults(handler=cmd_trial)
 
 
@@ -61,23 +77,31 @@ def cmd_trial(args: argparse.Namespace) -> int:
     from samprivacy.pipeline import run_trial
     from samprivacy.spec import TrialConfig, parse_trial_config
 
+    population = {k: v for k, v in (("models", args.population), ("fraction", args.fraction),
+                                     ("shared_references", args.shared_references)) if v is not None}
+    if population and "models" not in population:
+        raise SamprivacyError("--fraction and --shared-references describe a population; add --population K")
     fields = dict(dataset=args.dataset, data_root=args.data_root, download=args.download, model=args.model,
                   hidden=args.hidden, optimizer=args.optimizer, base_optimizer=args.base_optimizer, rho=args.rho,
-                  lam=args.lam, xi=args.xi, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                  schedule=args.schedule, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                  split_seed=args.split_seed, device=args.device,
+                  lam=args.lam, xi=args.xi, swa_start=args.swa_start, swa_lr=args.swa_lr, lr=args.lr,
+                  momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+                  epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, split_seed=args.split_seed,
+                  augment=args.augment, amp=args.amp, device=args.device, population=population or None,
                   attacks=tuple(a.strip() for a in args.attacks.split(",")) if args.attacks else None)
     config: TrialConfig = parse_trial_config({k: v for k, v in fields.items() if v is not None})
+    references = args.references or str(Path(args.out or "runs") / "references")
+    models = config.population.models if config.population else 1
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
-        task = progress.add_task(f"{config.optimizer} on {config.dataset}", total=config.epochs, status="")
+        task = progress.add_task(f"{config.optimizer} on {config.dataset}", total=config.epochs * models, status="")
 
         def on_epoch(row: dict, _checkpoint) -> None:
-            progress.update(task, completed=row["epoch"],
-                            status=f"loss {row['train_loss']:.3f}  val acc {row['val_acc']:.3f}")
+            which = f"model {row['model'] + 1}/{models}  " if "model" in row else ""
+            progress.update(task, completed=row.get("step", row["epoch"]),
+                            status=f"{which}loss {row['train_loss']:.3f}  val acc {row['val_acc']:.3f}")
 
-        result = run_trial(config, on_epoch=on_epoch)
+        result = run_trial(config, on_epoch=on_epoch, references=references)
     summary = result.summary()
     if args.out:
         result.save(args.out)
@@ -88,17 +112,24 @@ def cmd_trial(args: argparse.Namespace) -> int:
 
 
 def print_trial_summary(summary: dict) -> None:
-    cfg = summary["config"]
+    cfg, pop = summary["config"], summary.get("population")
     out.print(f"[bold]{cfg['optimizer']}[/] on [bold]{cfg['dataset']}[/]  seed {cfg['seed']}  "
-              f"best epoch {summary['best_epoch']}  ({summary['seconds']:.1f} s on {summary['device']})")
+              f"best epoch {summary['best_epoch']}  ({summary['seconds']:.1f} s on {summary['device']})"
+              + (f"  population of {pop['models']} models, pool {pop['pool']}" if pop else ""))
+    test = f"{summary['test_acc']:.4f}" + (f" ± {summary['test_acc_std']:.4f}" if pop else "")
     out.print(f"train acc {summary['train_acc']:.4f}   val acc {summary['val_acc']:.4f}   "
-              f"[bold]test acc {summary['test_acc']:.4f}[/]   "
+              f"[bold]test acc {test}[/]   "
               f"[bold]attack acc {summary['attack_acc']:.4f}[/] ({summary['best_attack']})")
-    table = Table("attack", "accuracy", "AUC", "TPR@0.1%FPR", "TPR@1%FPR", "advantage")
+    keys = ("accuracy", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "advantage")
+    table = Table("attack", "accuracy", "AUC", "TPR@0.1%FPR", "TPR@1%FPR", "advantage",
+                  caption="mean ± std over the population's targets" if pop else None)
+    spread = summary.get("attacks_std", {})
     for name, m in sorted(summary["attacks"].items(), key=lambda kv: -kv[1]["accuracy"]):
-        table.add_row(name, *(f"{m[k]:.4f}" for k in ("accuracy", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01",
-                                                      "advantage")))
+        table.add_row(name, *(f"{m[k]:.4f}" + (f" ± {spread[name][k]:.4f}" if name in spread else "") for k in keys))
     out.print(table)
+    if pop and summary.get("conf_var_out") is not None:
+        out.print(f"confidence variance on unseen examples: {summary['conf_var_out']:.4f} (pool, OUT models), "
+                  f"{summary['conf_var_test']:.4f} (held-out test set)")
 
 
 def add_sweep_parsers(sub) -> None:

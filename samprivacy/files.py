@@ -8,16 +8,28 @@ import tempfile
 from pathlib import Path
 
 
-def write_json_atomic(path: str | Path, document, **dump_kwargs) -> Path:
-    """Write `document` as JSON to `path` via a temporary file in the same folder and an atomic rename."""
+def _atomic(path: str | Path, write, mode: str = "w") -> Path:
+    """Call write(file) on a temporary file in path's folder, then rename it onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False)
+    tmp = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False)
     try:
         with tmp:
-            json.dump(document, tmp, **{"indent": 2, **dump_kwargs})
+            write(tmp)
         os.replace(tmp.name, path)
     except BaseException:
         Path(tmp.name).unlink(missing_ok=True)  # never leave a stray .name.xxxx file behind
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, document, **dump_kwargs) -> Path:
+    """Write `document` as JSON to `path` via a temporary file in the same folder and an atomic rename."""
+    return _atomic(path, lambda f: json.dump(document, f, **{"indent": 2, **dump_kwargs}))
+
+
+def save_torch_atomic(state, path: str | Path) -> Path:
+    """torch.save(state) to `path` the same way (a reader never sees half a file)."""
+    import torch  # here: files.py is imported by code that must not need torch
+
+    return _atomic(path, lambda f: torch.save(state, f), mode="wb")

@@ -121,8 +121,8 @@ def best_threshold(scores, membership) -> float:
 class AttackMetrics:
     """Evaluation-set metrics of one attack.
 
-    accuracy and advantage (TPR - FPR) use the threshold fitted on the known sets; auc and tpr_at_fpr_* are
-    threshold-free. fpr, tpr: the eval ROC arrays (M + 1,).
+    accuracy (balanced: (TPR + TNR) / 2) and advantage (TPR - FPR) use the threshold fitted on the known sets;
+    auc and tpr_at_fpr_* are threshold-free. fpr, tpr: the eval ROC arrays (M + 1,).
     """
 
     accuracy: float
@@ -150,7 +150,8 @@ def attack_metrics(eval_scores, eval_membership, threshold: float) -> AttackMetr
     rule_tpr = predicted[membership].mean()
     rule_fpr = predicted[~membership].mean()
     return AttackMetrics(
-        accuracy=float(np.mean(predicted == membership)),
+        # balanced accuracy: plain accuracy on the protocol's balanced sets, and fair on a population's halves
+        accuracy=float((1.0 + rule_tpr - rule_fpr) / 2.0),
         auc=auc_from_roc(fpr, tpr),
         tpr_at_fpr_0001=tpr_at_fpr(fpr, tpr, LOW_FPRS[0]),
         tpr_at_fpr_001=tpr_at_fpr(fpr, tpr, LOW_FPRS[1]),

@@ -7,7 +7,7 @@ attack. Every attack fits on known_members vs known_nonmembers and is scored on 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -160,14 +160,21 @@ def run_attacks(
     label_only_queries: int = 16,
     nn_options: dict | None = None,
     label_only_options: dict | None = None,
+    sets: Mapping[str, np.ndarray] | None = None,
+    logits: torch.Tensor | None = None,
 ) -> AttackReport:
-    """Run `attacks` (default: all of ATTACKS) on `model` trained on dataset.splits.train.
+    """Run `attacks` (default: every attack that needs no population) on `model`.
 
+    sets: index arrays into the dataset for each of ATTACK_SPLITS (default: dataset.splits, i.e. the model
+    trained on dataset.splits.train); a population passes each model's own members and non-members.
+    logits: the model's logits on known_members, known_nonmembers, eval_members, eval_nonmembers concatenated
+    in that order, if the caller has them already (else one forward pass computes them).
     label_only_queries: perturbed copies per example for "label_only"; nn_options / label_only_options:
     keyword arguments for nn.nn_attack and label_only.perturb (e.g. {"epochs": 50}, {"num_flips": 4}).
     """
     names = validate_attack_names(attacks)
-    splits = {name: np.asarray(getattr(dataset.splits, name), dtype=np.int64) for name in ATTACK_SPLITS}
+    sets = sets if sets is not None else {name: getattr(dataset.splits, name) for name in ATTACK_SPLITS}
+    splits = {name: np.asarray(sets[name], dtype=np.int64) for name in ATTACK_SPLITS}
     for name, idx in splits.items():
         if idx.size == 0:
             raise ConfigError(f"split {name!r} of dataset {dataset.name!r} is empty; attacks need all of "
@@ -176,7 +183,8 @@ def run_attacks(
     eval_index = np.concatenate([splits["eval_members"], splits["eval_nonmembers"]])
     # One forward pass over the four splits, shared by every single-query attack.
     index = np.concatenate([known_index, eval_index])
-    logits = model_logits(model, dataset.x[torch.as_tensor(index)], batch_size=batch_size, device=device)
+    if logits is None:
+        logits = model_logits(model, dataset.x[torch.as_tensor(index)], batch_size=batch_size, device=device)
     signals = Signals.from_logits(logits, dataset.y[torch.as_tensor(index)])
     n_known = len(known_index)
     context = AttackContext(

@@ -40,9 +40,18 @@ class LiraOptions(_Frozen):
 class RmiaOptions(_Frozen):
     reference_models: int = Field(2, ge=1, le=64, description="OUT reference models per example (1 to 4 is the "
                                                               "affordable regime RMIA was designed for)")
-    a: float = Field(0.3, ge=0.0, le=1.0, description=(
-        "offline RMIA's a: Pr(x) = ((1 + a) Pr_OUT(x) + (1 - a)) / 2, the linear stand-in for the missing IN models"))
+    a: float | Literal["auto"] = Field("auto", description=(
+        "offline RMIA's a in [0, 1]: Pr(x) = ((1 + a) Pr_OUT(x) + (1 - a)) / 2, the linear stand-in for the "
+        "missing IN models; auto: tuned per target on its reference models only"))
     gamma: float = Field(1.0, gt=0.0, description="x beats a population sample z when LR(x, z) >= gamma")
+    temperature: float = Field(1.0, gt=0.0, description="softmax temperature of Pr(x | theta)")
+
+    @field_validator("a")
+    @classmethod
+    def _unit(cls, v: float | str) -> float | str:
+        if v != "auto" and not 0.0 <= v <= 1.0:
+            raise ValueError(f"must lie in [0, 1] or be auto, got {v}")
+        return v
 
 
 class Population(_Frozen):
@@ -58,23 +67,18 @@ class Population(_Frozen):
     lira: LiraOptions = LiraOptions()
     rmia: RmiaOptions = RmiaOptions()
 
-    @property
-    def n_in(self) -> int:
-        """Models each pool example is IN for (the same for every example: the membership matrix is balanced)."""
-        return membership_count(self.models, self.fraction)
-
     def problems(self, attacks: tuple[str, ...]) -> list[tuple[str, str]]:
         """(field, message) for each attack in `attacks` this population cannot run."""
         out = []
-        n_in, n_out = self.n_in, self.models - self.n_in
+        n_in, n_out = membership_counts(self.models, self.fraction)
         if self.shared_references:
-            ref_in = membership_count(self.shared_references, self.fraction)
-            if min(ref_in, self.shared_references - ref_in) < 1:
+            ref_in, ref_out = membership_counts(self.shared_references, self.fraction)
+            if min(ref_in, ref_out) < 1:
                 out.append(("shared_references", f"{self.shared_references} reference models at fraction "
                                                   f"{self.fraction} leave an example with no OUT reference; use 2 or more"))
-            elif "rmia" in attacks and self.rmia.reference_models > self.shared_references - ref_in:
-                out.append(("rmia.reference_models", f"each example is OUT for {self.shared_references - ref_in} of "
-                                                     f"the {self.shared_references} shared references, fewer than "
+            elif "rmia" in attacks and self.rmia.reference_models > ref_out:
+                out.append(("rmia.reference_models", f"an example may be OUT for only {ref_out} of the "
+                                                     f"{self.shared_references} shared references, fewer than "
                                                      f"{self.rmia.reference_models}; lower it or add references"))
         needs_shadows = [a for a in attacks if a == "lira" or (a in ("rmia", "lira_offline")
                                                                  and not self.shared_references)]
@@ -89,13 +93,14 @@ class Population(_Frozen):
         return out
 
 
-def membership_count(models: int, fraction: float) -> int:
-    """How many of `models` each example is IN for: round(fraction * models), as LiRA's reference code does."""
-    return int(math.floor(fraction * models + 0.5))
+def membership_counts(models: int, fraction: float) -> tuple[int, int]:
+    """The fewest models an example is IN for, and the fewest it is OUT of (learn.population.balanced_membership:
+    fraction * models, floor or ceiling)."""
+    return math.floor(fraction * models), models - math.ceil(fraction * models)
 
 
 def minimum_models(fraction: float) -> int:
-    return next(k for k in range(4, 4096) if min(membership_count(k, fraction), k - membership_count(k, fraction)) >= 2)
+    return next(k for k in range(4, 4096) if min(membership_counts(k, fraction)) >= 2)
 
 
 class TrialConfig(_Frozen):

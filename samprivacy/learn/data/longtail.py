@@ -8,6 +8,10 @@ eval_nonmembers. A model can only get the twin right by memorizing the singleton
 both test accuracy and attack scores. The pairs land one on each side, so members and non-members of every
 attack set follow the same distribution.
 
+With binary=True the features are Purchase-like bits instead (e.g. dim=600, classes=100 has Purchase-100's
+shape): each class has a random prototype (bits set with probability `density`), each subpopulation flips a
+`spread` share of its class's bits, and each example flips a `flip` share of its subpopulation's bits.
+
 Split: n_eval = n_known = n // 5; members = 2 * n // 5 (known and eval halves); the other non-members form val.
 info: "subpopulation" (id per example), "subpopulation_label", "subpopulation_sizes", "singletons" and
 "singleton_twins" (aligned index arrays: twin k shares a subpopulation with singleton k).
@@ -49,19 +53,30 @@ def load_longtail(
     zipf: float = 1.3,
     noise: float = 0.5,
     data_seed: int | None = None,
+    binary: bool = False,
+    density: float = 0.2,
+    spread: float = 0.3,
+    flip: float = 0.15,
 ) -> Dataset:
-    """Generate the mixture (by `data_seed`, default `seed`) and split it (by `seed`); root/download are ignored."""
+    """Generate the mixture (by `data_seed`, default `seed`) and split it (by `seed`); root/download are ignored.
+    noise: Gaussian features only; density, spread, flip: binary features only."""
     seed = check_seed(seed)
     data_seed = seed if data_seed is None else check_seed(data_seed)
-    _check_options(n=n, classes=classes, dim=dim, subpopulations=subpopulations, zipf=zipf, noise=noise)
+    _check_options(n=n, classes=classes, dim=dim, subpopulations=subpopulations, zipf=zipf, noise=noise,
+                   density=density, spread=spread, flip=flip)
 
     gen = np.random.default_rng([data_seed, 3])
     per_class = [n // classes + (c < n % classes) for c in range(classes)]
     sizes = np.concatenate([zipf_sizes(t, subpopulations, zipf) for t in per_class])
     sub_label = np.repeat(np.arange(classes), subpopulations)
-    centres = gen.standard_normal((len(sizes), dim))  # centres ~8 apart in 32 dims; noise 0.5 keeps clusters apart
     sub = gen.permutation(np.repeat(np.arange(len(sizes)), sizes))  # shuffled so no slice is one class
-    x = (centres[sub] + noise * gen.standard_normal((n, dim))).astype(np.float32)
+    if binary:
+        prototypes = gen.random((classes, dim)) < density
+        centres = prototypes[sub_label] ^ (gen.random((len(sizes), dim)) < spread)
+        x = (centres[sub] ^ (gen.random((n, dim)) < flip)).astype(np.float32)
+    else:
+        centres = gen.standard_normal((len(sizes), dim))  # ~8 apart in 32 dims; noise 0.5 keeps clusters apart
+        x = (centres[sub] + noise * gen.standard_normal((n, dim))).astype(np.float32)
     y = sub_label[sub]
 
     # Planted pairs: the first example of each two-example cluster is the singleton, the second its twin.
@@ -83,17 +98,19 @@ def load_longtail(
                          pin_eval_members=singletons, pin_eval_nonmembers=twins)
     return Dataset(
         name="longtail", x=torch.from_numpy(x), y=torch.from_numpy(y.astype(np.int64)), num_classes=classes,
-        feature_kind="continuous", splits=splits,
+        feature_kind="binary" if binary else "continuous", splits=splits,
         info={
-            "source": "synthetic long-tailed Gaussian mixture (Feldman 2020)", "seed": seed, "data_seed": data_seed,
-            "options": dict(n=n, classes=classes, dim=dim, subpopulations=subpopulations, zipf=zipf, noise=noise),
+            "source": f"synthetic long-tailed {'binary' if binary else 'Gaussian'} mixture (Feldman 2020)",
+            "seed": seed, "data_seed": data_seed,
+            "options": dict(n=n, classes=classes, dim=dim, subpopulations=subpopulations, zipf=zipf, noise=noise,
+                            binary=binary, density=density, spread=spread, flip=flip),
             "subpopulation": sub, "subpopulation_label": sub_label, "subpopulation_sizes": sizes,
             "singletons": singletons, "singleton_twins": twins,
         },
     )
 
 
-def _check_options(*, n, classes, dim, subpopulations, zipf, noise) -> None:
+def _check_options(*, n, classes, dim, subpopulations, zipf, noise, density, spread, flip) -> None:
     integers = (("n", n, 10), ("classes", classes, 2), ("dim", dim, 1), ("subpopulations", subpopulations, 1))
     for name, value, low in integers:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -102,3 +119,7 @@ def _check_options(*, n, classes, dim, subpopulations, zipf, noise) -> None:
         ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value)
         if not ok or value < 0 or (name == "zipf" and value == 0):
             raise ConfigError(f"`{name}` must be a finite number {bound}, got {value!r}")
+    for name, value in (("density", density), ("spread", spread), ("flip", flip)):
+        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if not ok or not 0 <= value <= 0.5:
+            raise ConfigError(f"`{name}` must be a share of bits in [0, 0.5], got {value!r}")

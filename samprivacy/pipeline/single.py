@@ -1,6 +1,7 @@
-"""One trial, start to finish, without Ray: load data -> build model -> train -> attack -> TrialResult.
+"""A single-model trial, start to finish, without Ray: load data -> build model -> train -> attack -> TrialResult.
 
-This is the unit of work the sweep service schedules; `samprivacy trial` runs it directly.
+The target model trains on the split's members; every attack fits on the attacker's known sets and is scored on
+the balanced evaluation sets.
 """
 
 from __future__ import annotations
@@ -9,16 +10,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
-from samprivacy.audit import AttackReport, run_attacks, validate_attack_names
-from samprivacy.learn.data import load_dataset
+from samprivacy.audit import AttackMetrics, AttackReport, run_attacks
 from samprivacy.learn.data.base import Dataset
-from samprivacy.learn.models import build_model
-from samprivacy.learn.train import TrainConfig, TrainResult, resolve_device, train
+from samprivacy.learn.train import TrainResult, train
+from samprivacy.pipeline.setup import prepare, train_config
 from samprivacy.spec import TrialConfig
 
 
@@ -64,57 +64,39 @@ class TrialResult:
         (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2))
         self.dataset.splits.save(directory / "splits.npz")
         torch.save({k: v.cpu() for k, v in self.training.model.state_dict().items()}, directory / "model.pt")
-        np.savez(directory / "roc.npz", **{
-            f"{name}_{axis}": getattr(r.metrics, axis) for name, r in self.attacks.results.items()
-            for axis in ("fpr", "tpr")})
-        plot_roc(self.attacks, directory / "roc.png")
+        save_roc({name: r.metrics for name, r in self.attacks.results.items()}, directory)
         return directory
 
 
-def plot_roc(report: AttackReport, path: Path) -> Path:
+def save_roc(curves: Mapping[str, AttackMetrics], directory: Path, title: str = "membership inference ROC") -> None:
+    """roc.npz (`<attack>_fpr`, `<attack>_tpr`) and roc.png for every attack's evaluation ROC."""
+    np.savez(directory / "roc.npz", **{f"{name}_{axis}": getattr(m, axis) for name, m in curves.items()
+                                       for axis in ("fpr", "tpr")})
+    plot_roc(curves, directory / "roc.png", title)
+
+
+def plot_roc(curves: Mapping[str, AttackMetrics], path: Path, title: str = "membership inference ROC") -> Path:
     """Every attack's ROC on log-log axes, where the low-FPR regime that matters for privacy is visible."""
     from matplotlib.figure import Figure  # no pyplot: no global backend switch, safe in worker threads
 
     fig = Figure(figsize=(5.5, 5), layout="tight")
     ax = fig.subplots()
-    for name, result in sorted(report.results.items(), key=lambda kv: -kv[1].metrics.auc):
-        ax.plot(np.maximum(result.metrics.fpr, 1e-5), np.maximum(result.metrics.tpr, 1e-5),
-                label=f"{name} (AUC {result.metrics.auc:.3f})", linewidth=1)
+    for name, metrics in sorted(curves.items(), key=lambda kv: -kv[1].auc):
+        ax.plot(np.maximum(metrics.fpr, 1e-5), np.maximum(metrics.tpr, 1e-5),
+                label=f"{name} (AUC {metrics.auc:.3f})", linewidth=1)
     ax.plot([1e-5, 1], [1e-5, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="false positive rate",
-           ylabel="true positive rate", title="membership inference ROC")
+           ylabel="true positive rate", title=title)
     ax.legend(fontsize=7, loc="lower right")
     fig.savefig(path, dpi=110)
     return path
 
 
-def train_config(config: TrialConfig) -> TrainConfig:
-    """The training part of a trial's configuration."""
-    return TrainConfig(
-        optimizer=config.optimizer, base_optimizer=config.base_optimizer, rho=config.rho, lam=config.lam,
-        xi=config.xi, swa_start=config.swa_start, swa_lr=config.swa_lr, lr=config.lr, momentum=config.momentum,
-        weight_decay=config.weight_decay, schedule=config.schedule, epochs=config.epochs,
-        batch_size=config.batch_size, seed=config.seed, augment=config.augment, amp=config.amp,
-        device=config.device)
-
-
-def prepare(config: TrialConfig) -> tuple[Dataset, torch.nn.Module]:
-    """Validate everything cheap first (attack names, device), then load the data and build the model."""
-    if config.attacks is not None:
-        validate_attack_names(config.attacks)
-    resolve_device(config.device)
-    split_seed = config.seed if config.split_seed is None else config.split_seed
-    dataset = load_dataset(config.dataset, root=config.data_root, seed=split_seed, download=config.download)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, dataset.input_shape, dataset.num_classes, hidden=config.hidden,
-                        dataset=config.dataset)
-    return dataset, model
-
-
-def run_trial(config: TrialConfig, *, on_epoch: Callable | None = None, resume: dict | None = None) -> TrialResult:
+def run_single_trial(config: TrialConfig, *, on_epoch: Callable | None = None,
+                     resume: dict | None = None) -> TrialResult:
     """Train with `config`, then attack the selected model. See `learn.train.train` for on_epoch/resume."""
     start = time.perf_counter()
     dataset, model = prepare(config)
     training = train(model, dataset, train_config(config), on_epoch=on_epoch, resume=resume)
-    report = run_attacks(training.model, dataset, config.attacks, device=training.device, seed=config.seed)
+    report = run_attacks(training.model, dataset, config.attack_names(), device=training.device, seed=config.seed)
     return TrialResult(config, dataset, training, report, time.perf_counter() - start)

@@ -1,0 +1,79 @@
+"""Training the members of a population one at a time, and what each leaves behind: a `ModelRecord` (its
+per-example statistics, accuracies and, for a trial's own models, the single-model attacks against it).
+
+Records round-trip through plain dicts of tensors (`to_state` / `from_state`), so a sweep trial can checkpoint a
+half-trained population and `torch.load(..., weights_only=True)` reads it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import numpy as np
+import torch
+
+from samprivacy.audit import AttackMetrics, run_attacks
+from samprivacy.learn.data.base import Dataset
+from samprivacy.learn.population import ModelStats, PopulationPlan, model_statistics
+from samprivacy.learn.train import train
+from samprivacy.pipeline.setup import new_model, train_config
+from samprivacy.spec import TrialConfig
+
+ATTACK_SETS = ("known_members", "known_nonmembers", "eval_members", "eval_nonmembers")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelRecord:
+    stats: ModelStats
+    metrics: dict[str, float]  # train_acc, val_acc, test_acc, best_epoch, seconds
+    attacks: dict[str, AttackMetrics]  # single-model attacks against this model (empty for reference models)
+    history: list[dict]  # the training curves, one row per epoch
+
+    def to_state(self, keep_roc: bool) -> dict:
+        attacks = {name: {**m.to_dict(), "threshold": m.threshold,
+                          **({"fpr": torch.from_numpy(m.fpr), "tpr": torch.from_numpy(m.tpr)} if keep_roc else {})}
+                   for name, m in self.attacks.items()}
+        return {"stats": {f.name: torch.from_numpy(np.asarray(getattr(self.stats, f.name)))
+                          for f in fields(ModelStats)},
+                "metrics": dict(self.metrics), "attacks": attacks, "history": list(self.history)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ModelRecord":
+        stats = ModelStats(**{k: v.numpy() for k, v in state["stats"].items()})
+        attacks = {name: AttackMetrics(accuracy=m["accuracy"], auc=m["auc"], tpr_at_fpr_0001=m["tpr_at_fpr_0.001"],
+                                       tpr_at_fpr_001=m["tpr_at_fpr_0.01"], advantage=m["advantage"],
+                                       threshold=m["threshold"],
+                                       fpr=m["fpr"].numpy() if "fpr" in m else np.empty(0),
+                                       tpr=m["tpr"].numpy() if "tpr" in m else np.empty(0))
+                   for name, m in state["attacks"].items()}
+        return cls(stats, dict(state["metrics"]), attacks, list(state["history"]))
+
+
+def member_sets(plan: PopulationPlan, k: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Model k's attack sets (dataset indices): its members and non-members in the pool's known half and eval
+    half; and the positions of those rows in the pool, in the order run_attacks concatenates them."""
+    member = plan.keep[k]
+    masks = {"known_members": plan.known & member, "known_nonmembers": plan.known & ~member,
+             "eval_members": ~plan.known & member, "eval_nonmembers": ~plan.known & ~member}
+    positions = [np.flatnonzero(masks[name]) for name in ATTACK_SETS]
+    return {name: plan.pool[p] for name, p in zip(ATTACK_SETS, positions)}, np.concatenate(positions)
+
+
+def train_member(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, k: int, queries: int,
+                 attacks: tuple[str, ...] = (), *, temperature: float = 1.0, on_epoch: Callable | None = None,
+                 resume: dict | None = None) -> ModelRecord:
+    """Train model k of the plan (its own seed, its own subset of the pool), measure it, attack it."""
+    seed = int(plan.seeds[k])
+    result = train(new_model(config, dataset, seed), dataset, train_config(config, seed=seed),
+                   train_index=plan.train_index(k), on_epoch=on_epoch, resume=resume)
+    stats, pool_logits = model_statistics(result.model, dataset, plan, queries, temperature)
+    report = {}
+    if attacks:
+        sets, positions = member_sets(plan, k)
+        results = run_attacks(result.model, dataset, attacks, sets=sets, logits=pool_logits[positions],
+                              device=result.device, seed=seed).results
+        report = {name: r.metrics for name, r in results.items()}
+    metrics = {"train_acc": result.train_acc, "val_acc": result.val_acc, "test_acc": result.test_acc,
+               "best_epoch": result.best_epoch, "seconds": result.seconds}
+    return ModelRecord(stats, metrics, report, result.history)

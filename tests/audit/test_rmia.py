@@ -1,0 +1,47 @@
+"""RMIA against cases computed by hand: the offline prior, pairwise ratios, gamma, reference choice."""
+
+import numpy as np
+import pytest
+
+from samprivacy.audit.rmia import choose_out_references, prior, rmia_scores
+
+
+def test_offline_prior_stands_in_for_the_missing_in_models():
+    reference = np.array([[0.2, 0.6], [0.4, np.nan]])  # example 1 has one reference
+    np.testing.assert_allclose(prior(reference, a=1.0), [0.3, 0.6])  # a = 1: the OUT mean as it is
+    np.testing.assert_allclose(prior(reference, a=0.0), [0.65, 0.8])  # a = 0: (mean + 1) / 2
+    np.testing.assert_allclose(prior(reference, a=0.5), [0.75 * 0.3 + 0.25, 0.75 * 0.6 + 0.25])
+
+
+def test_score_counts_population_samples_beaten_by_the_likelihood_ratio():
+    # a = 1: Pr(x) = reference probability. ratio_x = (0.9/0.3, 0.3/0.6) = (3, 0.5)
+    target_x, reference_x = np.array([0.9, 0.3]), np.array([[0.3, 0.6]])
+    # ratio_z = (0.5/0.5, 0.4/0.2, 0.8/0.2, 0.1/0.2) = (1, 2, 4, 0.5)
+    target_z, reference_z = np.array([0.5, 0.4, 0.8, 0.1]), np.array([[0.5, 0.2, 0.2, 0.2]])
+    # counts: 3 >= (1, 2, 0.5) -> 3; 0.5 >= (0.5) -> 1 (ties count). score = (count + rank) / (|Z| + 1), where
+    # rank in [0, 1) orders equal counts by ratio_x: x0 has rank 1/2, x1 rank 0
+    scores = rmia_scores(target_x, reference_x, target_z, reference_z, a=1.0, gamma=1.0)
+    np.testing.assert_allclose(scores, [3.5 / 5, 1 / 5])
+    scores = rmia_scores(target_x, reference_x, target_z, reference_z, a=1.0, gamma=2.0)
+    np.testing.assert_allclose(scores, [2.5 / 5, 0.0])  # LR >= 2: ratio_z <= 1.5 -> (1, 0.5); <= 0.25 -> none
+
+
+def test_equal_counts_are_ordered_by_the_likelihood_ratio():
+    # nobody beats any z (the target is unsure of everything), yet x1's ratio is higher than x0's
+    scores = rmia_scores([0.1, 0.2], [[0.5, 0.5]], [0.9, 0.9], [[0.1, 0.1]], a=1.0)
+    assert (scores < 1 / 3).all() and scores[1] > scores[0]
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="gamma"):
+        rmia_scores([0.5], [[0.5]], [0.5], [[0.5]], gamma=0)
+    with pytest.raises(ValueError, match="a must lie"):
+        prior(np.ones((1, 2)), a=1.5)
+
+
+def test_references_are_chosen_among_out_models_only():
+    out = np.array([[True, False, True], [True, True, False], [False, True, True], [True, True, True]])
+    chosen = choose_out_references(out, 2, np.random.default_rng(0))
+    assert (chosen.sum(axis=0) == 2).all() and not (chosen & ~out).any()
+    with pytest.raises(ValueError, match="fewer than 4"):
+        choose_out_references(out, 4, np.random.default_rng(0))

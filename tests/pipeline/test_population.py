@@ -1,0 +1,119 @@
+"""A trial with a population: every attack with each model as the target, resume, shared references."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from samprivacy import catalog
+from samprivacy.errors import ConfigError
+from samprivacy.pipeline import ReferenceStore, run_trial
+from samprivacy.spec import Population, TrialConfig
+
+SMALL = dict(dataset="digits", hidden=(32,), epochs=2, batch_size=128, device="cpu")
+ATTACKS = ("loss", "confidence_classwise", "lira", "lira_offline", "rmia")
+
+
+def population_config(**kw) -> TrialConfig:
+    pop = kw.pop("population", Population(models=4, rmia={"reference_models": 1}))
+    return TrialConfig(**{**SMALL, "attacks": ATTACKS, "population": pop, **kw})
+
+
+@pytest.fixture(scope="module")
+def finished():
+    return run_trial(population_config())
+
+
+def test_summary_reports_every_attack_averaged_over_targets(finished):
+    s = finished.summary()
+    assert s["population"]["models"] == 4 and len(s["population"]["per_model"]) == 4
+    tests = [m["test_acc"] for m in s["population"]["per_model"]]
+    assert s["test_acc"] == pytest.approx(np.mean(tests)) and s["test_acc_std"] == pytest.approx(np.std(tests, ddof=1))
+    assert set(s["attacks"]) == set(ATTACKS) and set(s["attacks_std"]) == set(ATTACKS)
+    for name in ("lira", "lira_offline", "rmia"):
+        for measure in catalog.ATTACK_MEASURES:
+            assert s[f"{name}_{measure}"] == s["attacks"][name][measure]
+            assert s[f"{name}_{measure}_std"] >= 0
+    assert s["attack_acc"] == max(m["accuracy"] for m in s["attacks"].values())
+    assert s["single_query_acc"] == max(s["attacks"][n]["accuracy"] for n in ("loss", "confidence_classwise"))
+    assert s["conf_var_out"] > 0 and s["conf_var_test"] > 0
+    # each model's attack metrics are its own: targets differ, so the spread is not zero
+    assert s["attacks_std"]["loss"]["auc"] > 0
+    assert [row["model"] for row in s["history"]] == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_every_target_is_scored_against_its_own_membership(finished):
+    for name, result in finished.strong.items():
+        assert result.scores.shape == finished.plan.keep.shape
+        assert len(result.per_target) == 4
+    # the targets' scores differ (each model in turn is the target)
+    assert not np.allclose(finished.strong["lira"].scores[0], finished.strong["lira"].scores[1])
+
+
+def test_saved_arrays_hold_statistics_not_models(finished, tmp_path):
+    finished.save(tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"summary.json", "splits.npz", "population.npz", "roc.npz", "roc.png"}
+    with np.load(tmp_path / "population.npz") as f:
+        assert f["keep"].shape == (4, 800) and f["conf"].shape == (4, 800, 1) and f["prob"].shape == (4, 800, 1)
+        assert f["test_conf"].shape == (4, len(f["test"]), 1) and f["lira_scores"].shape == (4, 800)
+        assert f["memorization"].shape == (800,) and np.isfinite(f["memorization"]).all()
+    assert json.loads((tmp_path / "summary.json").read_text())["lira_auc"] == finished.summary()["lira_auc"]
+
+
+def test_an_interrupted_population_resumes_from_the_models_it_trained(finished):
+    saved = {}
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(row, checkpoint):
+        if row["model"] == 2 and row["epoch"] == 1:
+            saved.update(checkpoint())
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_trial(population_config(), on_epoch=on_epoch)
+    assert sorted(saved["records"]) == [0, 1] and saved["model"] == 2
+    trained = []
+    resumed = run_trial(population_config(), resume=saved,
+                        on_epoch=lambda row, _: trained.append((row["model"], row["epoch"])))
+    assert trained == [(2, 2), (3, 1), (3, 2)]  # model 2 continues after epoch 1; models 0 and 1 are not retrained
+    a, b = resumed.summary(), finished.summary()
+    for key in ("test_acc", "lira_auc", "rmia_tpr_at_fpr_0.01", "attack_acc"):
+        assert a[key] == b[key], key
+    other_plan = dict(saved, fingerprint="0" * 64)
+    with pytest.raises(ConfigError, match="another membership plan"):
+        run_trial(population_config(), resume=other_plan)
+
+
+def test_shared_references_are_trained_once_and_reused(tmp_path):
+    store = ReferenceStore(tmp_path / "refs")
+    config = population_config(population=Population(models=1, shared_references=4),
+                               attacks=("loss", "lira_offline", "rmia"))
+    first = run_trial(config, references=store)
+    files = sorted((tmp_path / "refs").rglob("model-*.pt"))
+    assert len(files) == 4
+    stamps = [f.stat().st_mtime_ns for f in files]
+    sam = run_trial(config.model_copy(update={"optimizer": "sam", "rho": 0.05}), references=store)
+    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "refs").rglob("model-*.pt"))] == stamps
+    assert sam.summary()["rmia_auc"] != first.summary()["rmia_auc"]
+    recipe = json.loads(next((tmp_path / "refs").rglob("recipe.json")).read_text())
+    assert recipe["optimizer"] == "sgd" and recipe["epochs"] == 2  # plain SGD at the trial's budget
+    with pytest.raises(ConfigError, match="--references"):
+        run_trial(config)
+
+
+def test_population_attacks_need_a_population_that_can_serve_them():
+    with pytest.raises(ValueError, match="need a population"):
+        TrialConfig(attacks=("lira",))
+    with pytest.raises(ValueError, match="models >= 4"):
+        TrialConfig(attacks=("lira",), population=Population(models=3))
+    with pytest.raises(ValueError, match="rmia.reference_models"):
+        TrialConfig(attacks=("rmia",), population=Population(models=4, rmia={"reference_models": 3}))
+    # attacks left out: every attack the population can run
+    assert "lira" in TrialConfig(population=Population(models=4)).attack_names()
+    assert "lira" not in TrialConfig(population=Population(models=2, shared_references=2)).attack_names()
+    assert "rmia" in TrialConfig(population=Population(models=2, shared_references=4)).attack_names()
+    assert "rmia" not in TrialConfig(population=Population(models=2, shared_references=2)).attack_names()
