@@ -345,7 +345,88 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise
 
 
-PARSERS: list[Callable] = [add_trial_parser, add_sweep_parsers, add_cluster_parsers]
+def add_analysis_parsers(sub) -> None:
+    p = sub.add_parser("memorization", help="memorization and influence from each optimizer's population",
+                       description=(
+        "Train the spec's population once per optimizer (one Ray job, populations in parallel; resumable), then "
+        "compare the optimizers on influence-entropy buckets fixed from the reference optimizer's population: "
+        "test accuracy per bucket with standard errors, memorization scores (Feldman & Zhang), the variance of "
+        "the confidence on unseen examples. Logs arrays, tables and plots to the sweep's MLflow experiment."))
+    p.add_argument("spec", help="a sweep spec with `population`, one dataset, one seed and fixed parameters, e.g. "
+                                "sweeps/memorization-longtail.yaml")
+    p.add_argument("--workdir", help="where the populations are kept (default: the spec's, else ./runs/<name>)")
+    p.add_argument("--reference", help="the optimizer whose population fixes the buckets (default: sgd)")
+    p.add_argument("--significance", type=float, default=0.0,
+                   help="count influences within this many standard errors of zero as zero (default 0: none)")
+    p.add_argument("--json", dest="json_path", help="write the report as JSON to this path")
+    p.set_defaults(handler=cmd_memorization)
+
+    p = sub.add_parser("catalog", help="every optimizer, dataset, model, attack and objective metric")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(handler=cmd_catalog)
+
+
+def cmd_memorization(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from samprivacy.spec import load_spec
+    from samprivacy.sweep.memorization import optimizer_configs, run_memorization
+
+    spec = load_spec(args.spec)
+    configs = optimizer_configs(spec)  # refused here, before Ray starts, if the spec cannot serve
+    total = len(configs) * spec.population.models
+    with Progress(TextColumn("[bold]models"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("memorization", total=total)
+        outcome = run_memorization(spec, workdir=args.workdir, reference=args.reference,
+                                   significance=args.significance,
+                                   on_progress=lambda s: progress.update(task, completed=total - s["total"]
+                                                                         + s["done"]))
+    if args.json_path:
+        write_json_atomic(args.json_path, outcome.document)
+    doc = outcome.document
+    titles = {"buckets": f"{doc['name']}: test accuracy ± s.e. per influence-entropy bucket (1 = lowest entropy; "
+                         f"buckets from {doc['reference']}'s population)",
+              "summary": f"{doc['models']} models per optimizer on {doc['dataset']}"}
+    for name, rows in outcome.tables.items():
+        table = Table(*rows[0], title=titles[name])
+        for row in rows:
+            table.add_row(*(escape(str(v)) for v in row.values()))
+        out.print(table)
+    for name, o in doc["optimizers"].items():
+        if o["singleton_auc"] is not None:
+            out.print(f"{name}: memorization ranks the planted singletons with AUC {o['singleton_auc']:.3f}")
+    for kind, path in outcome.files.items():
+        out.print(f"{kind}: {path}")
+    out.print(f"MLflow: run {outcome.run_id} at {outcome.mlflow_uri}")
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from samprivacy import catalog
+
+    if args.json:
+        print(json.dumps({
+            "optimizers": {n: {"params": e.params, "summary": e.summary} for n, e in catalog.OPTIMIZERS.items()},
+            "datasets": {n: e.summary for n, e in catalog.DATASETS.items()},
+            "models": {n: e.summary for n, e in catalog.MODELS.items()},
+            "attacks": {n: {"kind": e.kind, "summary": e.summary} for n, e in catalog.ATTACKS.items()},
+            "objectives": list(catalog.objective_metrics())}, indent=2))
+        return 0
+    for title, rows in (
+            ("optimizers", [(n, ", ".join(e.params) or "-", e.summary) for n, e in catalog.OPTIMIZERS.items()]),
+            ("attacks", [(n, e.kind, e.summary) for n, e in catalog.ATTACKS.items()]),
+            ("datasets", [(n, "", e.summary) for n, e in catalog.DATASETS.items()]),
+            ("models", [(n, e.input, e.summary) for n, e in catalog.MODELS.items()])):
+        table = Table("name", "", "", title=title, show_header=False)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+    out.print("objectives: " + ", ".join(catalog.objective_metrics()))
+    return 0
+
+
+PARSERS: list[Callable] = [add_trial_parser, add_sweep_parsers, add_cluster_parsers, add_analysis_parsers]
 
 
 def build_parser() -> argparse.ArgumentParser:

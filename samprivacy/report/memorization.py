@@ -97,13 +97,21 @@ def memorization_report(populations: dict[str, PopulationStats], labels: np.ndar
 
 
 def bucket_rows(report: MemorizationReport) -> list[dict]:
-    """One row per optimizer: test accuracy per bucket as 'mean ± stderr', for tables."""
+    """One row per optimizer: test accuracy in each bucket as 'mean±stderr' (bucket 1 = lowest entropy)."""
+    def cell(acc: float, err: float) -> str:
+        return f"{acc:.3f}±{err:.3f}".replace("±0.", "±.")  # narrow enough for five buckets in 80 columns
+
+    return [{"optimizer": name, **{f"bucket {b + 1}": cell(o.bucket_acc[b], o.bucket_stderr[b])
+                                   for b in range(len(report.bucket_size))}}
+            for name, o in report.optimizers.items()]
+
+
+def summary_rows(report: MemorizationReport) -> list[dict]:
+    """One row per optimizer: test accuracy, mean memorization score, confidence variance, singleton AUC."""
     rows = []
     for name, o in report.optimizers.items():
-        row = {"optimizer": name, "test acc": f"{o.test_acc:.4f}"}
-        row |= {f"bucket {b + 1}": f"{o.bucket_acc[b]:.3f} ± {o.bucket_stderr[b]:.3f}"
-                for b in range(len(report.bucket_size))}
-        row |= {"conf var (OUT)": f"{o.conf_var_out:.3f}", "mem mean": f"{o.memorization.mean():.3f}"}
+        row = {"optimizer": name, "test acc": f"{o.test_acc:.4f}", "mean mem": f"{o.memorization.mean():.3f}",
+               "conf var (OUT)": f"{o.conf_var_out:.3f}"}
         if o.singleton_auc is not None:
             row["singleton AUC"] = f"{o.singleton_auc:.3f}"
         rows.append(row)

@@ -14,9 +14,10 @@ from pydantic import (
 from samprivacy.spec.errors import SpecError, problems
 from samprivacy.spec.params import OptimizerSpace, Param, TrainSpace
 from samprivacy.spec.sweep import Resources, SamplerSpec, StorageSpec, SweepSpec
+from samprivacy.spec.trial import LiraOptions, Population, RmiaOptions
 
-_ALL_KEYS = sorted({k for m in (SweepSpec, TrainSpace, OptimizerSpace, SamplerSpec, Resources, StorageSpec, Param)
-                    for k in m.model_fields})
+_ALL_KEYS = sorted({k for m in (SweepSpec, TrainSpace, OptimizerSpace, SamplerSpec, Resources, StorageSpec, Param,
+                                Population, LiraOptions, RmiaOptions) for k in m.model_fields})
 
 class _SpecLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys (plain YAML keeps the last one silently)."""

@@ -26,7 +26,7 @@ from samprivacy.learn.population import PopulationPlan, PopulationStats, default
 from samprivacy.pipeline import load_data
 from samprivacy.pipeline.members import ModelRecord, train_member
 from samprivacy.report.memorization import (MemorizationReport, bucket_rows, memorization_report,
-                                            plot_buckets, plot_memorization)
+                                            plot_buckets, plot_memorization, summary_rows)
 from samprivacy.spec import SweepSpec, TrialConfig
 from samprivacy.sweep.space import config_from_params
 from samprivacy.sweep.tracking import TAG_KIND, TAG_SWEEP, Tracker
@@ -38,7 +38,7 @@ Progress = Callable[[dict], None]
 class MemorizationOutcome:
     report: MemorizationReport
     document: dict  # the JSON document (--json)
-    rows: list[dict]  # the printed table
+    tables: dict[str, list[dict]]  # the printed tables: "buckets" and "summary"
     files: dict[str, str]
     run_id: str | None
     mlflow_uri: str
@@ -103,6 +103,8 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
                 records[name][k] = ModelRecord.from_state(torch.load(path, weights_only=True))
             else:
                 pending.append((name, k))
+    if on_progress is not None and not pending:
+        on_progress({"done": 0, "total": 0, "seconds": 0.0})  # everything was on disk already
     if pending:
         start_ray(None)
         threads = max(1, math.floor(spec.resources.cpu))
@@ -110,6 +112,8 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
         plan_ref = ray.put(plan)
         futures = {task.remote(configs[name], plan_ref, k, queries, threads): (name, k) for name, k in pending}
         total, done, started = len(futures), 0, time.monotonic()
+        if on_progress is not None:
+            on_progress({"done": 0, "total": total, "seconds": 0.0})
         while futures:
             ready, _ = ray.wait(list(futures), num_returns=1)
             name, k = futures.pop(ready[0])
@@ -133,7 +137,8 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
     np.savez_compressed(folder / "memorization.npz", **report.arrays())
     files["arrays"] = str(folder / "memorization.npz")
     run_id = _log(spec, storage, report, document, files)
-    return MemorizationOutcome(report, document, bucket_rows(report), files, run_id, storage.mlflow_uri)
+    return MemorizationOutcome(report, document, {"buckets": bucket_rows(report), "summary": summary_rows(report)},
+                               files, run_id, storage.mlflow_uri)
 
 
 def _absolute(path: str | None) -> str | None:

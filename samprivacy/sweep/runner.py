@@ -116,7 +116,8 @@ def _execute(sweep: Sweep, address: str | None, spec_file, on_progress: Progress
     parent = tracker.parent_run(spec.canonical_json(), spec_file)
     tracker.set_tags(parent, {"samprivacy.spec_hash": spec.spec_hash(), "samprivacy.workdir": str(sweep.storage.workdir)})
     start_ray(address)
-    context = SweepContext(spec, sweep.storage.mlflow_uri, parent, _data_root(spec))
+    context = SweepContext(spec, sweep.storage.mlflow_uri, parent, _data_root(spec),
+                           references=str(sweep.storage.workdir / "references"))
     trainable = tune.with_resources(tune.with_parameters(run_sweep_trial, ctx=context),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     if restore:

@@ -154,7 +154,9 @@ def trial_metrics(summary: dict) -> dict[str, float]:
                if k not in curves and summary.get(k) is not None}
     metrics |= {f"selected_{k}": summary[k] for k in curves}
     metrics["trial_seconds"] = summary["seconds"]
-    for name, values in summary.get("attacks", {}).items():
-        for key, value in values.items():
-            metrics[f"attack_{name}_{key}"] = value
+    metrics |= {k: v for k, v in summary.items() if k.endswith("_std") and isinstance(v, float)}  # populations
+    for suffix, table in (("", "attacks"), ("_std", "attacks_std")):
+        for name, values in summary.get(table, {}).items():
+            for key, value in values.items():
+                metrics[f"attack_{name}_{key}{suffix}"] = value
     return metrics

@@ -18,7 +18,7 @@ import torch
 from ray import tune
 
 from samprivacy.errors import SamprivacyError, TrainingDiverged
-from samprivacy.pipeline import TrialResult, run_trial
+from samprivacy.pipeline import run_trial
 from samprivacy.spec import OBJECTIVE_METRICS, SweepSpec, TrialConfig
 from samprivacy.sweep.space import config_from_params
 from samprivacy.sweep.tracking import Tracker, trial_metrics
@@ -37,6 +37,7 @@ class SweepContext:
     mlflow_uri: str
     parent_run_id: str
     data_root: str | None  # resolved to an absolute path by the driver
+    references: str | None = None  # folder of shared reference models (population.shared_references)
 
 
 def trial_config(ctx: SweepContext, params: dict) -> TrialConfig:
@@ -88,8 +89,9 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
         # checkpoint_interval_s, and after the last epoch. Curves go to MLflow first, so a crash can only
         # repeat an epoch's values, never lose them.
         nonlocal last_report
-        pending.append((row["epoch"], {("epoch_seconds" if k == "seconds" else k): v
-                                       for k, v in row.items() if k != "epoch"}))
+        # a population's rows carry `model` and a running `step` over its models: one curve per metric
+        pending.append((row.get("step", row["epoch"]), {("epoch_seconds" if k == "seconds" else k): v
+                                                         for k, v in row.items() if k not in ("epoch", "step")}))
         if row["epoch"] < config.epochs and time.monotonic() - last_report < ctx.spec.checkpoint_interval_s:
             return
         flush()
@@ -98,7 +100,8 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
         last_report = time.monotonic()
 
     try:
-        result: TrialResult = run_trial(config, on_epoch=on_epoch, resume=restored[1] if restored else None)
+        result = run_trial(config, on_epoch=on_epoch, resume=restored[1] if restored else None,
+                           references=ctx.references)
     except (TrainingDiverged, SamprivacyError) as exc:  # deterministic: a retry would fail the same way
         flush()
         tracker.finish(run_id, failed_reason=str(exc))
