@@ -125,7 +125,8 @@ def print_trial_summary(summary: dict) -> None:
                   caption="mean ± std over the population's targets" if pop else None)
     spread = summary.get("attacks_std", {})
     for name, m in sorted(summary["attacks"].items(), key=lambda kv: -kv[1]["accuracy"]):
-        table.add_row(name, *(f"{m[k]:.4f}" + (f" ± {spread[name][k]:.4f}" if name in spread else "") for k in keys))
+        table.add_row(name, *(f"{m[k]:.4f}" + (f"±{spread[name][k]:.3f}".replace("±0.", "±.") if name in spread
+                                                else "") for k in keys))
     out.print(table)
     if pop and summary.get("conf_var_out") is not None:
         out.print(f"confidence variance on unseen examples: {summary['conf_var_out']:.4f} (pool, OUT models), "

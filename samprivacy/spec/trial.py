@@ -25,6 +25,8 @@ OPTIMIZER_PARAMS = {name: entry.params for name, entry in catalog.OPTIMIZERS.ite
 SINGLE_QUERY_ATTACKS = tuple(n for n, e in catalog.ATTACKS.items() if e.family == "threshold")
 # LiRA's paper: below 64 shadow models a variance shared by all examples beats per-example estimates.
 PER_EXAMPLE_VARIANCE_FROM = 64
+# Shadows per example in each group (IN, OUT) once the target is left out: the least a variance needs.
+SHADOWS_PER_GROUP = 2
 
 
 class _Frozen(BaseModel):
@@ -82,10 +84,11 @@ class Population(_Frozen):
                                                      f"{self.rmia.reference_models}; lower it or add references"))
         needs_shadows = [a for a in attacks if a == "lira" or (a in ("rmia", "lira_offline")
                                                                  and not self.shared_references)]
-        if needs_shadows and (n_in < 2 or n_out < 2):
-            out.append(("models", f"{', '.join(needs_shadows)} need every example IN and OUT of at least 2 models "
-                                  f"(each model in turn is the target, the others its shadows), but {self.models} "
-                                  f"models at fraction {self.fraction} give {n_in} IN and {n_out} OUT; use models >= "
+        if needs_shadows and (n_in < SHADOWS_PER_GROUP + 1 or n_out < SHADOWS_PER_GROUP + 1):
+            out.append(("models", f"{', '.join(needs_shadows)} need every example IN and OUT of at least "
+                                  f"{SHADOWS_PER_GROUP + 1} models (each model in turn is the target, the others its "
+                                  f"shadows: a variance needs {SHADOWS_PER_GROUP} of each), but {self.models} models at "
+                                  f"fraction {self.fraction} give {n_in} IN and {n_out} OUT; use models >= "
                                   f"{minimum_models(self.fraction)}"))
         elif "rmia" in attacks and not self.shared_references and self.rmia.reference_models > n_out - 1:
             out.append(("rmia.reference_models", f"a target's OUT examples have {n_out - 1} other OUT models, fewer "
@@ -100,7 +103,7 @@ def membership_counts(models: int, fraction: float) -> tuple[int, int]:
 
 
 def minimum_models(fraction: float) -> int:
-    return next(k for k in range(4, 4096) if min(membership_counts(k, fraction)) >= 2)
+    return next(k for k in range(2, 4096) if min(membership_counts(k, fraction)) >= SHADOWS_PER_GROUP + 1)
 
 
 class TrialConfig(_Frozen):

@@ -16,7 +16,7 @@ ATTACKS = ("loss", "confidence_classwise", "lira", "lira_offline", "rmia")
 
 
 def population_config(**kw) -> TrialConfig:
-    pop = kw.pop("population", Population(models=4, rmia={"reference_models": 1}))
+    pop = kw.pop("population", Population(models=6, rmia={"reference_models": 1}))
     return TrialConfig(**{**SMALL, "attacks": ATTACKS, "population": pop, **kw})
 
 
@@ -27,7 +27,7 @@ def finished():
 
 def test_summary_reports_every_attack_averaged_over_targets(finished):
     s = finished.summary()
-    assert s["population"]["models"] == 4 and len(s["population"]["per_model"]) == 4
+    assert s["population"]["models"] == 6 and len(s["population"]["per_model"]) == 6
     tests = [m["test_acc"] for m in s["population"]["per_model"]]
     assert s["test_acc"] == pytest.approx(np.mean(tests)) and s["test_acc_std"] == pytest.approx(np.std(tests, ddof=1))
     assert set(s["attacks"]) == set(ATTACKS) and set(s["attacks_std"]) == set(ATTACKS)
@@ -40,13 +40,13 @@ def test_summary_reports_every_attack_averaged_over_targets(finished):
     assert s["conf_var_out"] > 0 and s["conf_var_test"] > 0
     # each model's attack metrics are its own: targets differ, so the spread is not zero
     assert s["attacks_std"]["loss"]["auc"] > 0
-    assert [row["model"] for row in s["history"]] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [row["model"] for row in s["history"]] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
 
 
 def test_every_target_is_scored_against_its_own_membership(finished):
     for name, result in finished.strong.items():
         assert result.scores.shape == finished.plan.keep.shape
-        assert len(result.per_target) == 4
+        assert len(result.per_target) == 6
     # the targets' scores differ (each model in turn is the target)
     assert not np.allclose(finished.strong["lira"].scores[0], finished.strong["lira"].scores[1])
 
@@ -56,8 +56,8 @@ def test_saved_arrays_hold_statistics_not_models(finished, tmp_path):
     names = {p.name for p in tmp_path.iterdir()}
     assert names == {"summary.json", "splits.npz", "population.npz", "roc.npz", "roc.png"}
     with np.load(tmp_path / "population.npz") as f:
-        assert f["keep"].shape == (4, 800) and f["conf"].shape == (4, 800, 1) and f["prob"].shape == (4, 800, 1)
-        assert f["test_conf"].shape == (4, len(f["test"]), 1) and f["lira_scores"].shape == (4, 800)
+        assert f["keep"].shape == (6, 800) and f["conf"].shape == (6, 800, 1) and f["prob"].shape == (6, 800, 1)
+        assert f["test_conf"].shape == (6, len(f["test"]), 1) and f["lira_scores"].shape == (6, 800)
         assert f["memorization"].shape == (800,) and np.isfinite(f["memorization"]).all()
     assert json.loads((tmp_path / "summary.json").read_text())["lira_auc"] == finished.summary()["lira_auc"]
 
@@ -79,7 +79,8 @@ def test_an_interrupted_population_resumes_from_the_models_it_trained(finished):
     trained = []
     resumed = run_trial(population_config(), resume=saved,
                         on_epoch=lambda row, _: trained.append((row["model"], row["epoch"])))
-    assert trained == [(2, 2), (3, 1), (3, 2)]  # model 2 continues after epoch 1; models 0 and 1 are not retrained
+    # model 2 continues after epoch 1; models 0 and 1 are not retrained
+    assert trained == [(2, 2), (3, 1), (3, 2), (4, 1), (4, 2), (5, 1), (5, 2)]
     a, b = resumed.summary(), finished.summary()
     for key in ("test_acc", "lira_auc", "rmia_tpr_at_fpr_0.01", "attack_acc"):
         assert a[key] == b[key], key
@@ -108,12 +109,12 @@ def test_shared_references_are_trained_once_and_reused(tmp_path):
 def test_population_attacks_need_a_population_that_can_serve_them():
     with pytest.raises(ValueError, match="need a population"):
         TrialConfig(attacks=("lira",))
-    with pytest.raises(ValueError, match="models >= 4"):
-        TrialConfig(attacks=("lira",), population=Population(models=3))
+    with pytest.raises(ValueError, match="models >= 6"):
+        TrialConfig(attacks=("lira",), population=Population(models=5))
     with pytest.raises(ValueError, match="rmia.reference_models"):
-        TrialConfig(attacks=("rmia",), population=Population(models=4, rmia={"reference_models": 3}))
+        TrialConfig(attacks=("rmia",), population=Population(models=6, rmia={"reference_models": 3}))
     # attacks left out: every attack the population can run
-    assert "lira" in TrialConfig(population=Population(models=4)).attack_names()
+    assert "lira" in TrialConfig(population=Population(models=6)).attack_names()
     assert "lira" not in TrialConfig(population=Population(models=2, shared_references=2)).attack_names()
     assert "rmia" in TrialConfig(population=Population(models=2, shared_references=4)).attack_names()
     assert "rmia" not in TrialConfig(population=Population(models=2, shared_references=2)).attack_names()

@@ -14,7 +14,7 @@ from samprivacy.cli import main
 
 pytestmark = pytest.mark.slow
 
-POPULATION = {"models": 4, "rmia": {"reference_models": 1}}
+POPULATION = {"models": 6, "rmia": {"reference_models": 1}}
 SPEC = {
     "name": "pop-sweep", "datasets": ["digits"], "seeds": [0],
     "optimizers": {"sgd": {}, "sam": {"rho": 0.05}},
@@ -50,9 +50,9 @@ def test_a_population_sweep_logs_strong_attack_metrics_and_arrays(tmp_path):
         assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"population.npz", "summary.json"}
         local = client.download_artifacts(run.info.run_id, "population.npz", str(tmp_path / run.info.run_id))
         with np.load(local) as f:
-            assert f["keep"].shape[0] == 4 and f["lira_scores"].shape == f["keep"].shape
-        # one curve per metric over the population's models: 4 models x 2 epochs
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == list(range(1, 9))
+            assert f["keep"].shape[0] == 6 and f["lira_scores"].shape == f["keep"].shape
+        # one curve per metric over the population's models: 6 models x 2 epochs
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == list(range(1, 13))
 
 
 def test_memorization_command_reports_every_optimizer_on_the_reference_buckets(tmp_path, capsys):

@@ -26,7 +26,7 @@ def test_a_population_reaches_every_trial_and_enables_the_strong_attacks():
     ({**BASE, "attacks": ["loss", "lira"]}, "attacks", "need a population"),
     ({**BASE, "objectives": {"test_acc": "max", "lira_auc": "min"}}, "objectives.lira_auc", "population"),
     ({**BASE, "objectives": {"test_acc": "max", "test_acc_std": "min"}}, "objectives.test_acc_std", "population"),
-    ({**BASE, "population": {"models": 3}, "attacks": ["lira"]}, "population.models", "use models >= 4"),
+    ({**BASE, "population": {"models": 5}, "attacks": ["lira"]}, "population.models", "use models >= 6"),
     ({**BASE, "population": {"models": 4, "shared_references": 2}, "attacks": ["rmia"]},
      "population.rmia.reference_models", "lower it or add references"),
     ({**BASE, "population": {"models": 8, "rmia": {"a": 1.5}}}, "population.rmia.a", "[0, 1]"),
