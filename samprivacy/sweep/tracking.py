@@ -1,4 +1,8 @@
-"""MLflow: one parent run per sweep, one child run per trial, found again by tags so resume never duplicates.
+"""MLflow: one summary run per sweep, one run per trial, found again by tags so resume never duplicates.
+
+Every run is at the top level of the sweep's experiment (MLflow 3's runs table collapses nested runs under their
+parent, hiding the trials): a trial run points to its summary run by the tag `samprivacy.sweep_run_id`. The
+"parent"/"child" names below are the roles, not MLflow nesting.
 
 Every call goes through an explicit `MlflowClient` (no fluent global state), so the driver and each trial
 worker can log to the same store, a SQLite file or an HTTP tracking server alike.
@@ -19,7 +23,10 @@ from samprivacy.spec import OBJECTIVE_METRICS
 
 TAG_SWEEP = "samprivacy.sweep"
 TAG_TRIAL = "samprivacy.trial_id"
-TAG_KIND = "samprivacy.kind"  # "sweep" on the parent, "trial" on children
+TAG_KIND = "samprivacy.kind"  # "sweep" on the summary run, "trial" on trial runs
+TAG_SWEEP_RUN = "samprivacy.sweep_run_id"  # on trial runs: their sweep's summary run
+TAG_CONFIG = "samprivacy.config_id"
+TAG_NOTE = "mlflow.note.content"  # a run's or an experiment's description (markdown) in the UI
 TAG_PARETO = "pareto"
 TAG_FAILURE = "samprivacy.failure"
 # MLflow 3 opens experiments on its GenAI overview unless told this is classic model development.
@@ -85,7 +92,7 @@ class Tracker:
             if runs[0].info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
-        run = self.client.create_run(self.experiment_id, run_name=self.sweep, tags={
+        run = self.client.create_run(self.experiment_id, run_name=f"{self.sweep} (sweep summary)", tags={
             TAG_SWEEP: self.sweep, TAG_KIND: "sweep", "samprivacy.git_revision": git_revision()})
         if spec_file is not None:
             self.client.log_artifact(run.info.run_id, str(spec_file), "spec")
@@ -99,7 +106,7 @@ class Tracker:
         if runs:
             return runs[0].info.run_id
         run = self.client.create_run(self.experiment_id, run_name=run_name or trial_id, tags={
-            TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id, TAG_KIND: "trial", "mlflow.parentRunId": parent_run_id})
+            TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id, TAG_KIND: "trial", TAG_SWEEP_RUN: parent_run_id})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
@@ -133,6 +140,19 @@ class Tracker:
             self.set_tags(run_id, {TAG_FAILURE: failed_reason[:5000]})
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed_reason else
                                                                RunStatus.FINISHED))
+
+    def tag_pareto_runs(self, front_run_ids: set[str]) -> int:
+        """Tag every trial run pareto=true/false by run id; returns how many are on the front."""
+        for run in self.child_runs():
+            on_front = str(run.info.run_id in front_run_ids).lower()
+            if run.data.tags.get(TAG_PARETO) != on_front:
+                self.client.set_tag(run.info.run_id, TAG_PARETO, on_front)
+        return len(front_run_ids)
+
+    def set_experiment_tags(self, tags: dict[str, str]) -> None:
+        """Experiment tags: the description (TAG_NOTE) and the UI's saved views live here."""
+        for key, value in tags.items():
+            self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def tag_pareto(self, front_trial_ids: set[str]) -> int:
         """Tag every child run pareto=true/false; returns how many are on the front."""
