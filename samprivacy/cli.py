@@ -176,7 +176,7 @@ def _print_sweep_outcome(outcome: dict) -> None:
               f"(budget {status['budget']})")
     _print_front(report)
     uri = outcome["mlflow_uri"]
-    out.print(f"MLflow: parent run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
+    out.print(f"MLflow: summary run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
     workdir = status["workdir"]
     if outcome.get("report_dir"):
         out.print(f"report (plots, front, Table 1/2): {outcome['report_dir']}   (also: samprivacy report {status['name']})")

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["default_reference", "hypervolume_2d", "non_dominated", "pareto_table", "plot_front_html",
-           "plot_front_png", "staircase", "to_minimize"]
+__all__ = ["axis_label", "default_reference", "hypervolume_2d", "non_dominated", "pareto_table", "staircase",
+           "to_minimize"]
 
 _SIGN = {"max": -1.0, "maximize": -1.0, "maximise": -1.0, "min": 1.0, "minimize": 1.0, "minimise": 1.0}
 _BLOCK = 1024  # rows compared at once: memory stays O(n * _BLOCK), not O(n^2)
@@ -104,11 +104,3 @@ def staircase(front, directions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]
 def axis_label(name: str, direction: str) -> str:
     return f"{name} ({'higher' if _signs([direction])[0] < 0 else 'lower'} is better)"
 
-
-def __getattr__(name: str):
-    """The plots live in plots.py (which imports this module); `pareto.plot_front_png` still finds them."""
-    if name in ("plot_front_png", "plot_front_html"):
-        from samprivacy.report import plots
-
-        return getattr(plots, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

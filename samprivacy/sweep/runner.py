@@ -3,7 +3,8 @@
     run(spec)    -> a new sweep (refuses to overwrite one that exists: that is what resume is for)
     resume(name) -> Tune restores unfinished and errored trials; finished ones never re-run; stale
                     RUNNING Optuna trials are failed; the same MLflow runs are found again by their tags
-Both end by writing the Pareto front: `pareto=true` tags on child runs, plot and table on the parent run.
+Both end by publishing the Pareto front (publish.py): `pareto=true` tags on trial runs, plots and tables on the
+summary run, the front in the experiment's description.
 """
 
 from __future__ import annotations

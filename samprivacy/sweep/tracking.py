@@ -19,17 +19,15 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from samprivacy.report.runs import TAG_CONFIG, TAG_KIND, TAG_SWEEP, TAG_TRIAL, search  # noqa: F401
 from samprivacy.spec import OBJECTIVE_METRICS
 
-TAG_SWEEP = "samprivacy.sweep"
-TAG_TRIAL = "samprivacy.trial_id"
-TAG_KIND = "samprivacy.kind"  # "sweep" on the summary run, "trial" on trial runs
 TAG_SWEEP_RUN = "samprivacy.sweep_run_id"  # on trial runs: their sweep's summary run
-TAG_CONFIG = "samprivacy.config_id"
 TAG_NOTE = "mlflow.note.content"  # a run's or an experiment's description (markdown) in the UI
 TAG_PARETO = "pareto"
 TAG_FAILURE = "samprivacy.failure"
-# MLflow 3 opens experiments on its GenAI overview unless told this is classic model development.
+# Classic model development, as far as MLflow records it (its 3.17 UI still opens an experiment on the GenAI
+# overview unless the address says ?workflowType=machine_learning: see report/page.py).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
 # MLflow prints "View run ..." links to stdout when a run ends against a server; only the CLI prints here.
@@ -44,12 +42,8 @@ def git_revision(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
-def _quote(value: str) -> str:
-    return value.replace("'", "\\'")
-
-
 class Tracker:
-    """The sweep's view of MLflow: experiment, parent run, child runs, Pareto tags."""
+    """The sweep's view of MLflow: experiment, summary ("parent") run, trial ("child") runs, Pareto tags."""
 
     def __init__(self, tracking_uri: str, sweep: str, artifact_location: str | None = None):
         self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -74,15 +68,7 @@ class Tracker:
         return experiment_id
 
     def _find(self, **tags: str) -> list:
-        clauses = " and ".join(f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items())
-        runs, token = [], None
-        while True:  # page: a sweep may have more runs than one search returns
-            page = self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1000,
-                                           page_token=token)
-            runs += list(page)
-            token = page.token
-            if not token:
-                return runs
+        return search(self.client, self.experiment_id, **tags)
 
     def parent_run(self, spec_json: str | None = None, spec_file: str | Path | None = None) -> str:
         """The sweep's parent run: found by tag, created (with the spec and git revision) only the first time."""

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from samprivacy.report import pareto
 from samprivacy.report.pareto import default_reference, hypervolume_2d, non_dominated, pareto_table, to_minimize
 
 MAXMIN = ["max", "min"]  # (test_acc, attack_acc)
@@ -87,10 +86,3 @@ def test_pareto_table_flags_and_orders_rows():
     assert [(r["trial"], r["pareto"]) for r in table] == [(1, True), (2, True), (0, False), (3, False)]
     assert pareto_table([], {"test_acc": "max", "attack_acc": "min"}) == []
 
-
-def test_the_plots_are_still_reachable_from_pareto():
-    from samprivacy.report import plots
-
-    assert pareto.plot_front_png is plots.plot_front_png and pareto.plot_front_html is plots.plot_front_html
-    with pytest.raises(AttributeError):
-        pareto.no_such_name
