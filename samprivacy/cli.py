@@ -174,12 +174,12 @@ def _print_sweep_outcome(outcome: dict) -> None:
     status, report = outcome["status"], outcome["pareto"]
     out.print(f"sweep [bold]{status['name']}[/]: {status['complete']} complete, {status['failed']} failed "
               f"(budget {status['budget']})")
-    _print_front(report)
+    _print_front(report, files=False)  # the plots people read are the report's (configuration means)
     uri = outcome["mlflow_uri"]
     out.print(f"MLflow: summary run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
     workdir = status["workdir"]
     if outcome.get("report_dir"):
-        out.print(f"report (plots, front, Table 1/2): {outcome['report_dir']}   (also: samprivacy report {status['name']})")
+        out.print(f"plots, front and Table 1/2: {outcome['report_dir']}   (tables: samprivacy report {status['name']})")
     if uri.startswith(("http://", "https://")):
         out.print(f"open the sweep in MLflow:  {uri.rstrip('/')}/{outcome['ui_path']}")
     else:
@@ -187,7 +187,7 @@ def _print_sweep_outcome(outcome: dict) -> None:
                   f"in the experiment's description, one click on its expand button)")
 
 
-def _print_front(report: dict) -> None:
+def _print_front(report: dict, files: bool = True) -> None:
     objectives = list(report["objectives"])
     table = Table("trial", "tune id", *objectives, "params", title="Pareto front")
     for row in sorted(report["front"], key=lambda r: r["number"]):
@@ -197,7 +197,7 @@ def _print_front(report: dict) -> None:
     out.print(table)
     if report.get("hypervolume") is not None:
         out.print(f"hypervolume {report['hypervolume']:.4f} (reference {report.get('reference')})")
-    for kind, path in report.get("files", {}).items():
+    for kind, path in report.get("files", {}).items() if files else ():
         out.print(f"{kind}: {path}")
 
 

@@ -32,7 +32,9 @@ _DEFAULT_GROUP = "trials"
 def group_colours(groups: Sequence[str]) -> dict[str, str]:
     """A colour per distinct group: an optimizer (also `sam (digits)`) always gets its own, others take turns."""
     spare = itertools.cycle([c for c in _PALETTE if c not in _KNOWN.values()])
-    return {g: _KNOWN.get(str(g).split(" ", 1)[0]) or next(spare) for g in dict.fromkeys(groups)}
+    rank = {name: i for i, name in enumerate(_KNOWN)}  # legend order: sgd, sam, asam, sharpreg, swa, then others
+    ordered = sorted(dict.fromkeys(groups), key=lambda g: rank.get(str(g).split(" ", 1)[0], len(rank)))
+    return {g: _KNOWN.get(str(g).split(" ", 1)[0]) or next(spare) for g in ordered}
 
 
 def _prepare(points, directions, mask, groups, errors):

@@ -102,7 +102,8 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if len(names) == 2 and rows:
         labels = [f"trial {r['number']} ({r['trial_id']})" for r in rows]
-        kwargs = dict(names=names, mask=mask, labels=labels, title=f"{spec.name}: Pareto front")
+        groups = [r["params"].get("optimizer", next(iter(spec.optimizers))) for r in rows]  # colour by optimizer
+        kwargs = dict(names=names, mask=mask, labels=labels, groups=groups, title=f"{spec.name}: Pareto front")
         report["files"]["png"] = str(plots.plot_front_png(points, modes, out / "pareto.png", **kwargs))
         report["files"]["html"] = str(plots.plot_front_html(points, modes, out / "pareto.html",
                                                              details=[r["params"] for r in rows], **kwargs))
