@@ -156,6 +156,21 @@ def add_sweep_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(handler=cmd_status)
 
+    p = sub.add_parser("report", help="Table 1 (mean ± std over seeds) and Table 2 (change against SGD), "
+                                      "read from the sweep's MLflow runs")
+    p.add_argument("name")
+    p.add_argument("--workdir", help="the folder it ran in (default ./runs/<name>)")
+    p.add_argument("--table", choices=("1", "2"), help="only this table (default: both)")
+    p.add_argument("--format", default="md", choices=("md", "csv", "latex"), help="default md")
+    p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("dashboard", help="optuna-dashboard on the sweep's Optuna study (loopback by default)")
+    p.add_argument("name")
+    p.add_argument("--workdir", help="the folder it ran in (default ./runs/<name>)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on; 0.0.0.0 exposes it (no login)")
+    p.set_defaults(handler=cmd_dashboard)
+
     p = sub.add_parser("pareto", help="the non-dominated trials, hypervolume and plot files")
     p.add_argument("name")
     p.add_argument("--workdir")
@@ -191,14 +206,20 @@ def _print_sweep_outcome(outcome: dict) -> None:
     status, report = outcome["status"], outcome["pareto"]
     out.print(f"sweep [bold]{status['name']}[/]: {status['complete']} complete, {status['failed']} failed "
               f"(budget {status['budget']})")
-    _print_front(report)
+    _print_front(report, files=False)  # the plots people read are the report's (configuration means)
     uri = outcome["mlflow_uri"]
-    out.print(f"MLflow: parent run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
+    out.print(f"MLflow: summary run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
     workdir = status["workdir"]
-    out.print(f"open the UI:  samprivacy ui --workdir {workdir}   (then filter runs with  tags.pareto = 'true')")
+    if outcome.get("report_dir"):
+        out.print(f"plots, front and Table 1/2: {outcome['report_dir']}   (tables: samprivacy report {status['name']})")
+    if uri.startswith(("http://", "https://")):
+        out.print(f"open the sweep in MLflow:  {uri.rstrip('/')}/{outcome['ui_path']}")
+    else:
+        out.print(f"open the UI:  samprivacy ui --workdir {workdir}   (it prints the sweep's address; the front is "
+                  f"in the experiment's description, one click on its expand button)")
 
 
-def _print_front(report: dict) -> None:
+def _print_front(report: dict, files: bool = True) -> None:
     objectives = list(report["objectives"])
     table = Table("trial", "tune id", *objectives, "params", title="Pareto front")
     for row in sorted(report["front"], key=lambda r: r["number"]):
@@ -208,7 +229,7 @@ def _print_front(report: dict) -> None:
     out.print(table)
     if report.get("hypervolume") is not None:
         out.print(f"hypervolume {report['hypervolume']:.4f} (reference {report.get('reference')})")
-    for kind, path in report.get("files", {}).items():
+    for kind, path in report.get("files", {}).items() if files else ():
         out.print(f"{kind}: {path}")
 
 
@@ -265,6 +286,47 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     else:
         _print_front(report)
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from samprivacy.report import tables
+    from samprivacy.report.runs import load_results
+    from samprivacy.sweep.results import open_sweep
+
+    sweep = open_sweep(args.name, args.workdir)
+    results = load_results(sweep.storage.mlflow_uri, sweep.spec.name, sweep.spec.objectives)
+    chosen = [tables.table1, tables.table2] if args.table is None else [(tables.table1, tables.table2)[int(args.table) - 1]]
+    texts = [tables.render(make(results.configs), args.format) for make in chosen]
+    print("\n".join(texts), end="")  # plain stdout: pipes into files and other tools
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from samprivacy.ops.dashboard import dashboard_command
+    from samprivacy.sweep.results import open_sweep
+    from samprivacy.sweep.search import load_study
+
+    sweep = open_sweep(args.name, args.workdir)
+    study = load_study(sweep.spec.name, sweep.storage.optuna_url)
+    command = dashboard_command(sweep.storage.optuna_url, study._study_id, host=args.host, port=args.port)
+    out.print(f"optuna-dashboard for study {escape(sweep.spec.name)}: [bold]{command.url}[/]  (Ctrl-C stops it)")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] listening on {args.host}: anyone who can reach it can edit the study "
+                      "(optuna-dashboard has no login)")
+    return _serve(command.argv)
+
+
+def _serve(argv: list[str], env: dict[str, str] | None = None) -> int:
+    """Run a server in the foreground until it exits or Ctrl-C stops it."""
+    import subprocess
+
+    process = subprocess.Popen(argv, env={**os.environ, **(env or {})})
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+        raise
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -327,23 +389,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
-
-
-    from samprivacy.ops.ui import ui_command
+    from samprivacy.ops.ui import experiment_url, ui_command
 
     command = ui_command(args.workdir, args.name, host=args.host, port=args.port)
     out.print(f"MLflow UI for {escape(str(command.workdir))}: [bold]{command.url}[/]  (Ctrl-C stops it)")
+    sweep_page = experiment_url(command, args.name)
+    if sweep_page:
+        out.print(f"the sweep's trials and Pareto front: [bold]{escape(sweep_page)}[/]")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] listening on {args.host}: anyone who can reach it can read and write "
                       "the runs (MLflow's UI has no login)")
-    process = subprocess.Popen(command.argv, env={**os.environ, **command.env})
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=30)
-        raise
+    return _serve(command.argv, command.env)
 
 
 def add_analysis_parsers(sub) -> None:

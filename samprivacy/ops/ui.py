@@ -1,6 +1,7 @@
 """The MLflow UI on a sweep's local store: which store, and the `mlflow ui` command line that serves it.
 
     ui_command(workdir=...) or ui_command(name=...) -> UiCommand (argv, url, store); the CLI runs it
+    experiment_url(command) -> the sweep's runs table in that UI (the page that shows the trials and the front)
 
 Loopback (127.0.0.1) unless asked: the UI has no login, and MLflow's server accepts writes as well as reads.
 """
@@ -57,7 +58,7 @@ def backend_store_uri(workdir: Path) -> str:
     return uri
 
 
-def _check_port(host: str, port: int) -> None:
+def ensure_port_free(host: str, port: int) -> None:
     if not 0 < port < 65536:
         raise ConfigError(f"--port must be between 1 and 65535, got {port}")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -79,10 +80,30 @@ def ui_command(workdir: str | Path | None = None, name: str | None = None, *, ho
     folder = sweep_workdir(workdir, name)
     uri = backend_store_uri(folder)
     if check_port:
-        _check_port(host, port)
+        ensure_port_free(host, port)
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
             "--artifacts-destination", str(folder / "mlartifacts"),
             "--host", host, "--port", str(port), "--workers", "1"]
     shown = LOOPBACK if host in ("0.0.0.0", "::", "") else host
     return UiCommand(argv=argv, url=f"http://{f'[{shown}]' if ':' in shown else shown}:{port}",
                      backend_store_uri=uri, workdir=folder, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+
+def sweep_name(workdir: Path) -> str | None:
+    """The sweep's name as its sweep.json records it (None without one)."""
+    try:
+        return json.loads((workdir / SWEEP_FILE).read_text())["spec"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def experiment_url(command: UiCommand, name: str | None = None) -> str | None:
+    """`<ui>/#/experiments/<id>/runs?workflowType=machine_learning`: the sweep's runs table with its description
+    (the front) above it. MLflow 3.17 opens an experiment on its GenAI overview unless the URL says otherwise."""
+    from mlflow.tracking import MlflowClient
+
+    name = name or sweep_name(command.workdir)
+    experiment = MlflowClient(command.backend_store_uri).get_experiment_by_name(name) if name else None
+    if experiment is None:
+        return None
+    return f"{command.url}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"

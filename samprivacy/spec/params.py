@@ -31,7 +31,7 @@ MODEL_NAMES = tuple(catalog.MODELS)
 SAMPLER_NAMES = catalog.SAMPLERS
 _DIRECTIONS = {"max": "max", "maximize": "max", "maximise": "max", "min": "min", "minimize": "min", "minimise": "min"}
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-_EXTRA_BOUNDS = {"lam": (at.Gt(0.0),), "xi": (at.Ge(0.0),)}  # DESIGN: SharpReg is λ > 0; ξ only shrinks L(w)
+_EXTRA_BOUNDS = {"lam": (at.Gt(0.0),), "xi": (at.Ge(0.0),)}  # the paper: SharpReg is λ > 0; ξ only shrinks L(w)
 _OPS = {at.Ge: (">=", "ge", operator.ge), at.Gt: (">", "gt", operator.gt),
         at.Le: ("<=", "le", operator.le), at.Lt: ("<", "lt", operator.lt)}
 

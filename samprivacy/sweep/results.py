@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from samprivacy.errors import ConfigError
 from samprivacy.files import write_json_atomic
 from samprivacy.spec import ResolvedStorage, SweepSpec, parse_spec
-from samprivacy.report import pareto
+from samprivacy.report import pareto, plots
 from samprivacy.sweep.search import ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, load_study
 
 SWEEP_FILE = "sweep.json"
@@ -102,9 +102,10 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if len(names) == 2 and rows:
         labels = [f"trial {r['number']} ({r['trial_id']})" for r in rows]
-        kwargs = dict(names=names, mask=mask, labels=labels, title=f"{spec.name}: Pareto front")
-        report["files"]["png"] = str(pareto.plot_front_png(points, modes, out / "pareto.png", **kwargs))
-        report["files"]["html"] = str(pareto.plot_front_html(points, modes, out / "pareto.html",
+        groups = [r["params"].get("optimizer", next(iter(spec.optimizers))) for r in rows]  # colour by optimizer
+        kwargs = dict(names=names, mask=mask, labels=labels, groups=groups, title=f"{spec.name}: Pareto front")
+        report["files"]["png"] = str(plots.plot_front_png(points, modes, out / "pareto.png", **kwargs))
+        report["files"]["html"] = str(plots.plot_front_html(points, modes, out / "pareto.html",
                                                              details=[r["params"] for r in rows], **kwargs))
     report["files"]["json"] = str(out / "pareto.json")
     write_json_atomic(out / "pareto.json", report, default=str)

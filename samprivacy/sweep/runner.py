@@ -3,7 +3,8 @@
     run(spec)    -> a new sweep (refuses to overwrite one that exists: that is what resume is for)
     resume(name) -> Tune restores unfinished and errored trials; finished ones never re-run; stale
                     RUNNING Optuna trials are failed; the same MLflow runs are found again by their tags
-Both end by writing the Pareto front: `pareto=true` tags on child runs, plot and table on the parent run.
+Both end by publishing the Pareto front (publish.py): `pareto=true` tags on trial runs, plots and tables on the
+summary run, the front in the experiment's description.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ray import tune
 
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
+from samprivacy.sweep.publish import publish
 from samprivacy.sweep.results import Sweep, open_sweep, pareto_report, sweep_status, trial_rows
 from samprivacy.sweep.search import (SweepSearch, fail_stale_trials, load_study, objective_values, optuna_storage,
                                      record_completion)
@@ -162,20 +164,20 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, finished: dict[str, di
             tracker.finish(run.info.run_id, failed_reason=failed[trial_id] or "the trial raised an error")
         else:  # a trial the record never kept (the driver died as it started): a partial run, to the trash
             tracker.client.delete_run(run.info.run_id)
-    report = pareto_report(sweep)
-    tracker.tag_pareto({r["trial_id"] for r in report["front"]})
-    for kind in ("png", "html", "json"):
-        if kind in report["files"]:
-            tracker.client.log_artifact(parent, report["files"][kind], "pareto")
+    report = pareto_report(sweep)  # Optuna's record, one point per Optuna trial (`samprivacy pareto`)
+    tracker.client.log_artifact(parent, report["files"]["json"], "pareto")
+    # What people read: the front of configuration means, plots, tables, the experiment's description (MLflow)
+    published = publish(sweep.spec, tracker, parent, sweep.storage.workdir / "report")
     status = sweep_status(sweep)
     metrics = {"trials_complete": status["complete"], "trials_failed": status["failed"],
-               "pareto_size": len(report["front"])}
-    if report["hypervolume"] is not None:
-        metrics["hypervolume"] = report["hypervolume"]
+               "pareto_size": published.report.front_size}
+    if published.report.hypervolume is not None:
+        metrics["hypervolume"] = published.report.hypervolume
     tracker.log_metrics(parent, metrics)
     tracker.finish(parent)  # Tune returned: every trial reached a final state
     return {"status": status, "pareto": report, "parent_run_id": parent, "experiment_id": tracker.experiment_id,
-            "mlflow_uri": sweep.storage.mlflow_uri}
+            "mlflow_uri": sweep.storage.mlflow_uri, "ui_path": published.ui_path,
+            "report_dir": str(published.report.folder)}
 
 
 class _polling:

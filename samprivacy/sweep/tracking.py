@@ -1,4 +1,8 @@
-"""MLflow: one parent run per sweep, one child run per trial, found again by tags so resume never duplicates.
+"""MLflow: one summary run per sweep, one run per trial, found again by tags so resume never duplicates.
+
+Every run is at the top level of the sweep's experiment (MLflow 3's runs table collapses nested runs under their
+parent, hiding the trials): a trial run points to its summary run by the tag `samprivacy.sweep_run_id`. The
+"parent"/"child" names below are the roles, not MLflow nesting.
 
 Every call goes through an explicit `MlflowClient` (no fluent global state), so the driver and each trial
 worker can log to the same store, a SQLite file or an HTTP tracking server alike.
@@ -15,14 +19,15 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from samprivacy.report.runs import TAG_CONFIG, TAG_KIND, TAG_SWEEP, TAG_TRIAL, search  # noqa: F401
 from samprivacy.spec import OBJECTIVE_METRICS
 
-TAG_SWEEP = "samprivacy.sweep"
-TAG_TRIAL = "samprivacy.trial_id"
-TAG_KIND = "samprivacy.kind"  # "sweep" on the parent, "trial" on children
+TAG_SWEEP_RUN = "samprivacy.sweep_run_id"  # on trial runs: their sweep's summary run
+TAG_NOTE = "mlflow.note.content"  # a run's or an experiment's description (markdown) in the UI
 TAG_PARETO = "pareto"
 TAG_FAILURE = "samprivacy.failure"
-# MLflow 3 opens experiments on its GenAI overview unless told this is classic model development.
+# Classic model development, as far as MLflow records it (its 3.17 UI still opens an experiment on the GenAI
+# overview unless the address says ?workflowType=machine_learning: see report/page.py).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
 # MLflow prints "View run ..." links to stdout when a run ends against a server; only the CLI prints here.
@@ -37,12 +42,8 @@ def git_revision(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
-def _quote(value: str) -> str:
-    return value.replace("'", "\\'")
-
-
 class Tracker:
-    """The sweep's view of MLflow: experiment, parent run, child runs, Pareto tags."""
+    """The sweep's view of MLflow: experiment, summary ("parent") run, trial ("child") runs, Pareto tags."""
 
     def __init__(self, tracking_uri: str, sweep: str, artifact_location: str | None = None):
         self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -67,15 +68,7 @@ class Tracker:
         return experiment_id
 
     def _find(self, **tags: str) -> list:
-        clauses = " and ".join(f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items())
-        runs, token = [], None
-        while True:  # page: a sweep may have more runs than one search returns
-            page = self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1000,
-                                           page_token=token)
-            runs += list(page)
-            token = page.token
-            if not token:
-                return runs
+        return search(self.client, self.experiment_id, **tags)
 
     def parent_run(self, spec_json: str | None = None, spec_file: str | Path | None = None) -> str:
         """The sweep's parent run: found by tag, created (with the spec and git revision) only the first time."""
@@ -85,7 +78,7 @@ class Tracker:
             if runs[0].info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
-        run = self.client.create_run(self.experiment_id, run_name=self.sweep, tags={
+        run = self.client.create_run(self.experiment_id, run_name=f"{self.sweep} (sweep summary)", tags={
             TAG_SWEEP: self.sweep, TAG_KIND: "sweep", "samprivacy.git_revision": git_revision()})
         if spec_file is not None:
             self.client.log_artifact(run.info.run_id, str(spec_file), "spec")
@@ -99,7 +92,7 @@ class Tracker:
         if runs:
             return runs[0].info.run_id
         run = self.client.create_run(self.experiment_id, run_name=run_name or trial_id, tags={
-            TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id, TAG_KIND: "trial", "mlflow.parentRunId": parent_run_id})
+            TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id, TAG_KIND: "trial", TAG_SWEEP_RUN: parent_run_id})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
@@ -133,6 +126,19 @@ class Tracker:
             self.set_tags(run_id, {TAG_FAILURE: failed_reason[:5000]})
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed_reason else
                                                                RunStatus.FINISHED))
+
+    def tag_pareto_runs(self, front_run_ids: set[str]) -> int:
+        """Tag every trial run pareto=true/false by run id; returns how many are on the front."""
+        for run in self.child_runs():
+            on_front = str(run.info.run_id in front_run_ids).lower()
+            if run.data.tags.get(TAG_PARETO) != on_front:
+                self.client.set_tag(run.info.run_id, TAG_PARETO, on_front)
+        return len(front_run_ids)
+
+    def set_experiment_tags(self, tags: dict[str, str]) -> None:
+        """Experiment tags: the description (TAG_NOTE) and the UI's saved views live here."""
+        for key, value in tags.items():
+            self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def tag_pareto(self, front_trial_ids: set[str]) -> int:
         """Tag every child run pareto=true/false; returns how many are on the front."""

@@ -20,6 +20,7 @@ from ray import tune
 from samprivacy.errors import SamprivacyError, TrainingDiverged
 from samprivacy.pipeline import run_trial
 from samprivacy.spec import OBJECTIVE_METRICS, SweepSpec, TrialConfig
+from samprivacy.sweep.metrics import TrialMetrics
 from samprivacy.sweep.space import config_from_params
 from samprivacy.sweep.tracking import Tracker, trial_metrics
 
@@ -72,6 +73,8 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     run_id = tracker.child_run(trial_id, ctx.parent_run_id, run_name=f"{config.optimizer}-{trial_id}", params={
         **config.model_dump(exclude_none=True), "optuna_trial": params.get("optuna_trial")})
 
+    live = TrialMetrics(ctx.spec.name, trial_id, config.optimizer)  # Prometheus: dashboards/
+    live.started()
     restored = _load_checkpoint()
     if restored is not None and restored[0] == FINAL_FILE:
         tune.report(restored[1]["metrics"])  # finished before the driver stopped: report again, nothing re-runs
@@ -89,6 +92,7 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
         # checkpoint_interval_s, and after the last epoch. Curves go to MLflow first, so a crash can only
         # repeat an epoch's values, never lose them.
         nonlocal last_report
+        live.epoch()
         # a population's rows carry `model` and a running `step` over its models: one curve per metric
         pending.append((row.get("step", row["epoch"]), {("epoch_seconds" if k == "seconds" else k): v
                                                          for k, v in row.items() if k not in ("epoch", "step")}))
@@ -105,9 +109,11 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     except (TrainingDiverged, SamprivacyError) as exc:  # deterministic: a retry would fail the same way
         flush()
         tracker.finish(run_id, failed_reason=str(exc))
+        live.finished("failed")
         tune.report({"failed": str(exc)})
         return
     except Exception as exc:  # Tune retries it (FailureConfig) from the last epoch; MLflow shows why
+        live.finished("error")
         tracker.set_tags(run_id, {"samprivacy.last_error": f"{type(exc).__name__}: {exc}"[:5000]})
         raise
 
@@ -119,4 +125,5 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     tracker.set_tags(run_id, {"samprivacy.best_attack": summary["best_attack"]})
     tracker.finish(run_id)
     metrics = {k: summary[k] for k in REPORTED if summary.get(k) is not None}
+    live.finished("complete", {k: (summary[k], d) for k, d in ctx.spec.objectives.items() if summary.get(k) is not None})
     _report(metrics, {"metrics": metrics}, FINAL_FILE)

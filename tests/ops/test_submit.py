@@ -225,4 +225,4 @@ def test_submit_follow_runs_the_sweep_into_the_given_workdir(ray_head, tmp_path)
     children = [r for r in runs if r.data.tags.get(TAG_KIND) == "trial"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == TINY["trials"] and len({r.data.tags[TAG_TRIAL] for r in children}) == TINY["trials"]
-    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert all(r.data.tags["samprivacy.sweep_run_id"] == parents[0].info.run_id for r in children)

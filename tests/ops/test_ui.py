@@ -16,7 +16,7 @@ import pytest
 
 from samprivacy.cli import main
 from samprivacy.errors import ConfigError
-from samprivacy.ops.ui import ui_command
+from samprivacy.ops.ui import experiment_url, ui_command
 
 from ..conftest import free_port
 
@@ -116,3 +116,16 @@ def test_the_ui_answers_on_loopback(workdir):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_the_sweeps_address_opens_its_runs_table(workdir):
+    from mlflow.tracking import MlflowClient
+
+    command = ui_command(workdir=workdir, port=5999, check_port=False)
+    assert experiment_url(command, "quickstart") is None  # no experiment yet: nothing to point at
+    experiment_id = MlflowClient(command.backend_store_uri).create_experiment("quickstart")
+    assert experiment_url(command, "quickstart") == (
+        f"http://127.0.0.1:5999/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+    (workdir / "sweep.json").write_text(json.dumps({"spec": {"name": "quickstart"},
+                                                    "storage": {"mlflow_uri": command.backend_store_uri}}))
+    assert experiment_url(command) is not None  # the name comes from sweep.json

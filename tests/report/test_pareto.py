@@ -1,4 +1,4 @@
-"""Pareto front and hypervolume on hand-computed cases; plots write real files."""
+"""Pareto front and hypervolume on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from samprivacy.spec import TrialConfig
-from samprivacy.report.pareto import (default_reference, hypervolume_2d, non_dominated, pareto_table,
-                                     plot_front_html, plot_front_png, to_minimize)
+from samprivacy.report.pareto import default_reference, hypervolume_2d, non_dominated, pareto_table, to_minimize
 
 MAXMIN = ["max", "min"]  # (test_acc, attack_acc)
 nan, inf = math.nan, math.inf
@@ -88,31 +86,3 @@ def test_pareto_table_flags_and_orders_rows():
     assert [(r["trial"], r["pareto"]) for r in table] == [(1, True), (2, True), (0, False), (3, False)]
     assert pareto_table([], {"test_acc": "max", "attack_acc": "min"}) == []
 
-
-def test_plots_write_png_and_offline_html(tmp_path):
-    pts = np.array([[0.9, 0.6], [0.8, 0.55], [0.85, 0.7], [nan, 0.5], [0.7, 0.5]])
-    labels = [f"trial-{i}" for i in range(len(pts))]
-    details = [{"optimizer": "sam", "rho": 0.05, "note": "</script><b>"}] * len(pts)
-    png = plot_front_png(pts, MAXMIN, tmp_path / "front.png", names=("test_acc", "attack_acc"), labels=labels)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    page = plot_front_html(pts, MAXMIN, tmp_path / "front.html", names=("test_acc", "attack_acc"), labels=labels,
-                           details=details).read_text()
-    assert page.count("<circle") == 4 and page.count('class="front"') == 3  # NaN row left out, 3 on the front
-    assert "trial-4" in page and "test_acc (higher is better)" in page and "attack_acc (lower is better)" in page
-    assert "<polyline" in page and "1 with non-finite objectives not shown" in page
-    assert "http" not in page and "<script src" not in page  # nothing loaded from the network
-    assert "</script><b>" not in page  # config text cannot break out of the data block
-
-
-def test_html_details_accept_configs(tmp_path):
-    config = TrialConfig(optimizer="sam", rho=0.05)
-    page = plot_front_html([[0.9, 0.6]], MAXMIN, tmp_path / "c.html", details=[config]).read_text()
-    assert '"optimizer": "sam"' in page and '"rho": 0.05' in page
-
-
-def test_plots_take_a_mask_from_more_objectives(tmp_path):
-    pts = np.array([[0.9, 0.6], [0.9, 0.6], [0.8, 0.7]])
-    mask = np.array([True, False, True])  # e.g. decided by a third objective
-    page = plot_front_html(pts, MAXMIN, tmp_path / "f.html", mask=mask).read_text()
-    assert page.count('class="front"') == 2
-    assert plot_front_png(pts, MAXMIN, tmp_path / "f.png", mask=mask).stat().st_size > 0

@@ -158,7 +158,9 @@ def test_one_parent_run_with_the_pareto_artifacts(served, tmp_path):
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["trials_complete"] == TRIALS
     files = {a.path for a in served.client.list_artifacts(parent.info.run_id, "pareto")}
-    assert {"pareto/pareto.png", "pareto/pareto.html", "pareto/pareto.json"} <= files
+    assert files == {"pareto/pareto.json"}
+    report_files = {a.path for a in served.client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/pareto.png", "report/pareto.html", "report/table1.md"} <= report_files  # through the server
     local = served.client.download_artifacts(parent.info.run_id, "pareto/pareto.json", str(tmp_path))
     report = json.loads(Path(local).read_text())
     assert report["complete"] == TRIALS and report["front"]
@@ -171,7 +173,8 @@ def test_exactly_one_finished_child_run_per_trial(served):
     assert sorted(trial_ids) == sorted(set(trial_ids)) and set(trial_ids) == served.tune_ids
     for run in children:
         assert run.info.status == "FINISHED", run.data.tags
-        assert run.data.tags["mlflow.parentRunId"] == served.outcome["parent_run_id"]
+        assert run.data.tags["samprivacy.sweep_run_id"] == served.outcome["parent_run_id"]
+        assert "mlflow.parentRunId" not in run.data.tags  # top level: MLflow's runs table lists it
         for metric in ("test_acc", "attack_acc"):
             assert 0.0 <= run.data.metrics[metric] <= 1.0 and math.isfinite(run.data.metrics[metric])
 

@@ -48,14 +48,18 @@ def test_a_sweep_leaves_one_parent_and_one_child_per_trial(tmp_path, capsys):
     children = [r for r in runs if r.data.tags.get(TAG_KIND) == "trial"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 4 and len({r.data.tags[TAG_TRIAL] for r in children}) == 4
-    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    # trial runs at the top level (MLflow's runs table would collapse nested runs), pointing to the summary run
+    assert all("mlflow.parentRunId" not in r.data.tags for r in children)
+    assert all(r.data.tags["samprivacy.sweep_run_id"] == parents[0].info.run_id for r in children)
     assert all(r.info.status == "FINISHED" and {"test_acc", "attack_acc"} <= set(r.data.metrics) for r in children)
     # per-epoch curves and artifacts
     history = client.get_metric_history(children[0].info.run_id, "val_acc")
     assert [m.step for m in history] == [1, 2]
     assert {a.path for a in client.list_artifacts(children[0].info.run_id)} >= {"model.pt", "splits.npz", "roc.npz"}
-    assert {a.path for a in client.list_artifacts(parents[0].info.run_id, "pareto")} >= {
-        "pareto/pareto.png", "pareto/pareto.html", "pareto/pareto.json"}
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id, "pareto")} == {"pareto/pareto.json"}
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")} >= {
+        "report/pareto.png", "report/pareto.html", "report/front.md", "report/table1.md", "report/table2.csv"}
+    assert "Pareto front of sweep `tiny`" in experiment.tags["mlflow.note.content"]
     # Optuna: every trial COMPLETE; the pareto tags are exactly the non-dominated trials
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4

@@ -1,0 +1,51 @@
+"""Publishing to MLflow, on a real SQLite store filled by the test (no Ray, no training)."""
+
+from __future__ import annotations
+
+from samprivacy.report import page
+from samprivacy.sweep.publish import publish
+from samprivacy.sweep.tracking import TAG_NOTE
+
+from .fake_sweep import RESULTS, fill, spec
+
+
+def test_publish_tags_the_front_of_configuration_means_and_writes_the_ui_text(tmp_path):
+    tracker, summary = fill(f"sqlite:///{tmp_path}/mlflow.db", tmp_path)
+    published = publish(spec(), tracker, summary, tmp_path / "report")
+    client = tracker.client
+    runs = {r.info.run_id: r for r in tracker.child_runs()}
+    finished = [r for r in runs.values() if r.info.status == "FINISHED"]
+    assert len(finished) == len(RESULTS) and len(published.results.configs) == 4  # the FAILED run is left out
+    # sgd (81/61), sam rho=.05 (85/65), sharpreg (77/55) are the front of means; sam rho=.1 (83/70) is not
+    on_front = {(r.data.params["optimizer"], r.data.params.get("rho")) for r in finished if r.data.tags["pareto"] == "true"}
+    assert on_front == {("sgd", None), ("sam", "0.05"), ("sharpreg", "0.01")}
+    assert all("samprivacy.config_id" in r.data.tags for r in finished)
+    assert published.report.front_size == 3 and 0 < published.report.hypervolume < 1
+    assert published.ui_path == f"#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning"
+    artifacts = {a.path for a in client.list_artifacts(summary, "report")}
+    assert {"report/pareto.png", "report/pareto.html", "report/front.md", "report/table1.md", "report/table1.csv",
+            "report/table1.tex", "report/table2.md"} <= artifacts
+    experiment = client.get_experiment(tracker.experiment_id)
+    assert experiment.tags[TAG_NOTE].startswith("**Pareto front of sweep `fake`: 3 of 4 configurations**")
+    assert page.read_view_state(experiment.tags["mlflow.sharedViewState.samprivacy-front"])["searchFilter"].endswith(
+        "tags.pareto = 'true'")
+    note = client.get_run(summary).data.tags[TAG_NOTE]
+    assert "**Table 1:" in note and "**Table 2:" in note and "| digits | sam | rho=0.05 | 2 | +4.94% |" in note
+
+
+def test_publishing_again_is_idempotent(tmp_path):
+    tracker, summary = fill(f"sqlite:///{tmp_path}/mlflow.db", tmp_path)
+    first = publish(spec(), tracker, summary, tmp_path / "report")
+    again = publish(spec(), tracker, summary, tmp_path / "report")  # e.g. after a resume
+    assert [c.config_id for c in again.results.front()] == [c.config_id for c in first.results.front()]
+    assert {t.config_id for t in again.results.trials} == {t.config_key for t in first.results.trials}
+
+
+def test_an_empty_sweep_publishes_a_description_without_a_front(tmp_path):
+    from samprivacy.sweep.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "fake", (tmp_path / "art").as_uri())
+    summary = tracker.parent_run()
+    published = publish(spec(), tracker, summary, tmp_path / "report")
+    assert published.report.front_size == 0 and published.report.files == {}
+    assert "0 of 0 configurations" in tracker.client.get_experiment(tracker.experiment_id).tags[TAG_NOTE]
