@@ -1,6 +1,6 @@
 """Time every single-query attack (global and class-wise thresholds) on 100,000 known + 100,000 eval examples.
 
-Target (DESIGN.md, Performance targets): all single-query attacks, fit + score + metrics, in under 1 s on CPU.
+Target (docs/performance.md): all single-query attacks, fit + score + metrics, in under 1 s on CPU.
 Synthetic logits over 100 classes stand in for a model: members get a sharper peak on their true label.
 
     python benchmarks/bench_attacks.py                 # table + total seconds

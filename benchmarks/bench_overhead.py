@@ -5,7 +5,7 @@
 The same N trials (digits, SAM with N fixed rho values, a grid so the service runs exactly those configs) run
 (a) in a bare loop: `ProcessPoolExecutor(C)` calling `pipeline.run_trial` with one torch thread per process, and
 (b) through the service: `runner.run` with max_concurrent C and 1 CPU per trial; side by side in one run.
-`--trial-seconds` sets the epochs from a short calibration (or give `--epochs`). DESIGN.md target: service wall
+`--trial-seconds` sets the epochs from a short calibration (or give `--epochs`). Target (docs/performance.md): service wall
 <= 1.05x bare wall for trials of about 10 s or more. Besides the ratio it measures where the rest goes: ray.init,
 the driver before and after Tune, per-trial time outside a trial's own work (actor start, MLflow child run), and
 per epoch (checkpoint snapshot, MLflow write, and the Tune report round trip, which is what remains).

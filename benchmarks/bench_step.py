@@ -3,7 +3,7 @@
     python benchmarks/bench_step.py [--reps 30] [--json bench-step.json] [--device cpu]
 
 Steps of the four variants are interleaved (sgd, plain torch SGD, sam, sharpreg, sgd, ...) so machine noise
-hits them alike; the ratio of medians is what to read. DESIGN.md target: SAM/SharpReg <= 2.05x SGD (floor 2.0,
+hits them alike; the ratio of medians is what to read. Target (docs/performance.md): SAM/SharpReg <= 2.05x SGD (floor 2.0,
 two forward/backward passes); the issue's CPU acceptance bar is 2.1x.
 """
 

@@ -1,4 +1,4 @@
-"""DESIGN.md layering: learn/ and audit/ run on GPU machines that have torch but not ray, optuna or mlflow."""
+"""Layering (docs/architecture.md): learn/ and audit/ run on GPU machines that have torch but not ray, optuna or mlflow."""
 
 import pkgutil
 import subprocess

@@ -15,7 +15,7 @@ SPLIT_NAMES = ("known_members", "eval_members", "known_nonmembers", "eval_nonmem
 
 @dataclass(frozen=True)
 class Splits:
-    """Disjoint index arrays into a dataset (DESIGN.md, Datasets and splits).
+    """Disjoint index arrays into a dataset (docs/architecture.md and docs/decisions.md, "Data and splits").
 
     train = known_members ∪ eval_members ∪ extra_members (the target model trains on these); the attacker fits on
     known_members vs known_nonmembers and is scored on eval_members vs eval_nonmembers (balanced);

@@ -1,4 +1,4 @@
-"""Member / non-member partitions (DESIGN.md, "Datasets and splits"), one generic function for every source.
+"""Member / non-member partitions (docs/decisions.md, "Data and splits"), one generic function for every source.
 
     members pool     -> eval_members (n_eval) | known_members (n_known) | extra_members (the rest, trained on)
     non-members pool -> eval_nonmembers (n_eval) | known_nonmembers (n_known) | val (n_val) | unused
