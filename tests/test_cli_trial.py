@@ -92,3 +92,25 @@ def test_the_console_script_runs():
     proc = subprocess.run([sys.executable, "-m", "samprivacy.cli", "trial", "--dataset", "nope"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown dataset 'nope'" in proc.stderr
+
+
+def test_trial_with_a_population_reports_the_strong_attacks(tmp_path, capsys):
+    path = tmp_path / "pop.json"
+    rc = main(["trial", "--population", "6", "--epochs", "1", "--hidden", "16", "--attacks", "loss,lira,rmia",
+               "--json", str(path), "--out", str(tmp_path / "artifacts")])
+    assert rc == 0
+    doc = json.loads(path.read_text())
+    assert doc["population"]["models"] == 6 and {"lira_auc", "rmia_tpr_at_fpr_0.001", "test_acc_std"} <= set(doc)
+    assert (tmp_path / "artifacts" / "population.npz").exists()
+    assert "± std over the population's targets" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fraction", "0.5"], "add --population K"),
+    (["--attacks", "lira"], "needs a population"),
+    (["--population", "4", "--attacks", "lira"], "models >= 6"),
+    (["--optimizer", "sgd", "--swa-start", "0.5"], "applies only to 'swa'"),
+])
+def test_population_and_optimizer_flags_are_checked(argv, message, capsys):
+    assert main(["trial", "--epochs", "1", *argv]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())  # the console wraps long lines

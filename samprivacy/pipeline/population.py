@@ -27,6 +27,7 @@ from samprivacy.audit.population import (ConfidenceVariance, PopulationAttackOpt
 from samprivacy.errors import ConfigError
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import STAT_FIELDS, PopulationPlan, PopulationStats, default_queries
+from samprivacy.learn.train import resolve_device
 from samprivacy.pipeline.members import ModelRecord, train_member
 from samprivacy.pipeline.references import ReferenceStore
 from samprivacy.pipeline.setup import load_data
@@ -44,6 +45,7 @@ class PopulationTrialResult:
     strong: dict[str, PopulationAttackResult]  # population attacks (LiRA, RMIA) by name
     variance: ConfidenceVariance
     seconds: float
+    device: str
 
     def attack_tables(self) -> tuple[dict[str, dict], dict[str, dict]]:
         """Every attack's measures averaged over targets, and their standard deviations."""
@@ -92,7 +94,7 @@ class PopulationTrialResult:
                            "shared_references": self.config.population.shared_references,
                            "per_model": [dict(r.metrics) for r in self.records]},
             "history": [{"model": k, **row} for k, r in enumerate(self.records) for row in r.history],
-            "device": self.config.device or "auto",
+            "device": self.device,
             "seconds": self.seconds,
         }
 
@@ -172,4 +174,4 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
             if pop.shared_references and strong else None)
     results = audit_population(stats, plan.known, strong, attack_options(config), refs)
     return PopulationTrialResult(config, dataset, plan, ordered, stats, results, confidence_variance(stats),
-                                 time.perf_counter() - start)
+                                 time.perf_counter() - start, str(resolve_device(config.device)))

@@ -17,7 +17,7 @@ from pydantic import (
 
 from samprivacy import catalog
 from samprivacy.errors import ConfigError
-from samprivacy.spec.errors import did_you_mean, problems
+from samprivacy.spec.errors import did_you_mean, problems, raise_problems
 
 OPTIMIZERS = tuple(catalog.OPTIMIZERS)
 # Which optimizer takes which hyperparameter: catalog.OPTIMIZERS is the one table.
@@ -85,7 +85,8 @@ class Population(_Frozen):
         needs_shadows = [a for a in attacks if a == "lira" or (a in ("rmia", "lira_offline")
                                                                  and not self.shared_references)]
         if needs_shadows and (n_in < SHADOWS_PER_GROUP + 1 or n_out < SHADOWS_PER_GROUP + 1):
-            out.append(("models", f"{', '.join(needs_shadows)} need every example IN and OUT of at least "
+            out.append(("models", f"{', '.join(needs_shadows)} need{'s' * (len(needs_shadows) == 1)} every example "
+                                  f"IN and OUT of at least "
                                   f"{SHADOWS_PER_GROUP + 1} models (each model in turn is the target, the others its "
                                   f"shadows: a variance needs {SHADOWS_PER_GROUP} of each), but {self.models} models at "
                                   f"fraction {self.fraction} give {n_in} IN and {n_out} OUT; use models >= "
@@ -170,8 +171,7 @@ class TrialConfig(_Frozen):
                 takers = ", ".join(f"'{o}'" for o in catalog.takers(name))
                 raise ValueError(f"`{name}` applies only to {takers} (got optimizer '{self.optimizer}'); "
                                  f"drop `{name}` or choose one of those")
-        for field, message in population_problems(self.attacks, self.population):
-            raise ValueError(f"{field}: {message}")
+        raise_problems(population_problems(self.attacks, self.population))
         return self
 
     def attack_names(self) -> tuple[str, ...]:
@@ -194,8 +194,8 @@ def population_problems(attacks: tuple[str, ...] | None, population: Population 
     population that can run no population attack at all."""
     needs = [a for a in attacks or () if catalog.ATTACKS[a].needs_population]
     if needs and population is None:
-        return [("attacks", f"{', '.join(needs)} need a population of models; add `population` (e.g. "
-                            f"population: {{models: 8}}) or drop them")]
+        return [("attacks", f"{', '.join(needs)} need{'s' * (len(needs) == 1)} a population of models; add "
+                            f"`population` (e.g. population: {{models: 8}}) or drop {'it' if len(needs) == 1 else 'them'}")]
     if population is None:
         return []
     if attacks is not None:

@@ -107,7 +107,7 @@ def test_shared_references_are_trained_once_and_reused(tmp_path):
 
 
 def test_population_attacks_need_a_population_that_can_serve_them():
-    with pytest.raises(ValueError, match="need a population"):
+    with pytest.raises(ValueError, match="needs a population"):
         TrialConfig(attacks=("lira",))
     with pytest.raises(ValueError, match="models >= 6"):
         TrialConfig(attacks=("lira",), population=Population(models=5))

@@ -23,7 +23,7 @@ def test_a_population_reaches_every_trial_and_enables_the_strong_attacks():
 
 
 @pytest.mark.parametrize("data, path, fix", [
-    ({**BASE, "attacks": ["loss", "lira"]}, "attacks", "need a population"),
+    ({**BASE, "attacks": ["loss", "lira"]}, "attacks", "needs a population of models"),
     ({**BASE, "objectives": {"test_acc": "max", "lira_auc": "min"}}, "objectives.lira_auc", "population"),
     ({**BASE, "objectives": {"test_acc": "max", "test_acc_std": "min"}}, "objectives.test_acc_std", "population"),
     ({**BASE, "population": {"models": 5}, "attacks": ["lira"]}, "population.models", "use models >= 6"),
