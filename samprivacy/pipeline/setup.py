@@ -26,7 +26,8 @@ def load_data(config: TrialConfig) -> Dataset:
         validate_attack_names(config.attacks)
     resolve_device(config.device)
     split_seed = config.seed if config.split_seed is None else config.split_seed
-    return load_dataset(config.dataset, root=config.data_root, seed=split_seed, download=config.download)
+    return load_dataset(config.dataset, root=config.data_root, seed=split_seed, download=config.download,
+                        **(config.dataset_options or {}))
 
 
 def new_model(config: TrialConfig, dataset: Dataset, seed: int) -> torch.nn.Module:

@@ -116,6 +116,8 @@ class SweepSpec(_Spec):
     datasets: tuple[str, ...] = ("digits",)
     data_root: str | None = None
     download: bool = False
+    dataset_options: dict[str, dict[str, bool | int | float | str]] = Field(default_factory=dict, description=(
+        "per dataset, its source's own options, e.g. {longtail: {n: 6000, binary: true}}"))
     seeds: tuple[int, ...] = (0,)
     optimizers: dict[str, OptimizerSpace]
     train: TrainSpace = TrainSpace()
@@ -162,6 +164,13 @@ class SweepSpec(_Spec):
         if info.field_name == "datasets":
             return tuple(d for d in DATASET_NAMES if d in v)
         return tuple(sorted(v)) if info.field_name == "seeds" else v
+
+    @model_validator(mode="after")
+    def _options_of_listed_datasets(self) -> "SweepSpec":
+        raise_problems([(f"dataset_options.{name}", f"{name} is not in `datasets` ({', '.join(self.datasets)}); "
+                                                    "list it there or remove its options")
+                        for name in self.dataset_options if name not in self.datasets])
+        return self
 
     @field_validator("optimizers", mode="wrap")
     @classmethod

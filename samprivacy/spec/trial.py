@@ -113,6 +113,8 @@ class TrialConfig(_Frozen):
     dataset: str = "digits"
     data_root: str | None = None
     download: bool = False
+    dataset_options: dict[str, bool | int | float | str] | None = Field(None, description=(
+        "the source's own options, e.g. longtail's {n: 6000, binary: true} (`load_dataset` checks the names)"))
     model: str | None = Field(None, description="model name; None picks the dataset's default")
     hidden: tuple[int, ...] | None = Field(None, description="hidden sizes of the FC model")
     optimizer: str = "sgd"

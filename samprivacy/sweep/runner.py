@@ -71,7 +71,8 @@ def preflight(spec: SweepSpec) -> None:
     from samprivacy.learn.data import load_dataset
 
     for name in spec.datasets:
-        load_dataset(name, root=_data_root(spec), seed=spec.seeds[0], download=spec.download)
+        load_dataset(name, root=_data_root(spec), seed=spec.seeds[0], download=spec.download,
+                     **spec.dataset_options.get(name, {}))
 
 
 def resume(name: str, *, workdir: str | Path | None = None, address: str | None = None,

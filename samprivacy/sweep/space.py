@@ -74,6 +74,7 @@ def config_from_params(spec: SweepSpec, params: dict[str, Any]) -> TrialConfig:
     """The TrialConfig of a trial: the spec's fixed fields plus Optuna's params (e.g. a FrozenTrial's on resume)."""
     fields = spec.fixed_trial_fields()
     fields |= {key: params[key] for key in ("dataset", "seed", "optimizer") if key in params}
+    fields["dataset_options"] = spec.dataset_options.get(fields["dataset"])
     optimizer = fields["optimizer"]
     for field, p in spec.optimizers[optimizer].params().items():
         fields[field] = p.fixed if p.is_fixed else params[f"{optimizer}.{field}"]
