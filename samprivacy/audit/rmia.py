@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from samprivacy.audit.metrics import auc
+
 
 def prior(reference: np.ndarray, a: float) -> np.ndarray:
     """Offline Pr(.) (n,) from OUT reference probabilities (R, n): ((1 + a) mean_OUT + (1 - a)) / 2."""
@@ -78,8 +80,6 @@ def tune_a(prob_x: np.ndarray, keep: np.ndarray, prob_z: np.ndarray, count: int,
     prob_x (R, N) and prob_z (R, Z): each reference model's Pr(.|theta); keep (R, N): their membership.
     Examples without `count` OUT models among 1..R-1 are left out of the tuning.
     """
-    from samprivacy.audit.metrics import auc
-
     chosen = choose_out_references(~keep[1:], count, rng, strict=False)
     usable = chosen.sum(axis=0) == count
     if usable.sum() < 2 or keep[0, usable].all() or not keep[0, usable].any():

@@ -45,3 +45,30 @@ def test_references_are_chosen_among_out_models_only():
     assert (chosen.sum(axis=0) == 2).all() and not (chosen & ~out).any()
     with pytest.raises(ValueError, match="fewer than 4"):
         choose_out_references(out, 4, np.random.default_rng(0))
+
+
+def test_a_is_tuned_on_reference_models_alone():
+    from samprivacy.audit.metrics import auc
+    from samprivacy.audit.rmia import A_GRID, tune_a
+
+    rng = np.random.default_rng(0)
+    r, n, z = 6, 400, 300
+    keep = np.zeros((r, n), bool)
+    for i in range(n):
+        keep[rng.permutation(r)[:3], i] = True
+    difficulty = rng.uniform(0.05, 0.9, n)
+    prob = np.clip(np.where(keep, 0.7 * difficulty + 0.3, difficulty) + rng.normal(0, 0.05, (r, n)), 0.01, 1)
+    prob_z = np.clip(rng.uniform(0.05, 0.9, z)[None, :] + rng.normal(0, 0.05, (r, z)), 0.01, 1)
+    a = tune_a(prob, keep, prob_z, 2, np.random.default_rng(1))
+    assert a in A_GRID and a == tune_a(prob, keep, prob_z, 2, np.random.default_rng(1))
+    # model 0 (a reference, never a target) attacked with 2 OUT references among the others: no a does better
+    chosen = choose_out_references(~keep[1:], 2, np.random.default_rng(1), strict=False)
+    usable = chosen.sum(axis=0) == 2
+    reference_x = np.where(chosen[:, usable], prob[1:, usable], np.nan)
+
+    def score(value):
+        return auc(rmia_scores(prob[0, usable], reference_x, prob_z[0], prob_z[1:3], a=value), keep[0, usable])
+
+    assert score(a) == max(score(v) for v in A_GRID)
+    # too few references to tune on: the authors' default
+    assert tune_a(prob[:2], keep[:2], prob_z[:2], 2, np.random.default_rng(1)) == 0.3
