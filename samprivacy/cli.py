@@ -162,8 +162,8 @@ def _print_sweep_outcome(outcome: dict) -> None:
     _print_front(report)
     uri = outcome["mlflow_uri"]
     out.print(f"MLflow: parent run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
-    workdir = status["workdir"]
-    out.print(f"open the UI:  samprivacy ui --workdir {workdir}   (then filter runs with  tags.pareto = 'true')")
+    where = uri if uri.startswith(("http://", "https://")) else f"samprivacy ui --workdir {status['workdir']}"
+    out.print(f"open the UI:  {where}   (then filter runs with  tags.pareto = 'true')")
 
 
 def _print_front(report: dict) -> None:
