@@ -256,7 +256,9 @@ create_mlflow_user() {  # the sweep service's own user (not the admin); it manag
 # What every Ray node (and so every job driver and trial) runs with. An array for `env`, not a shell function:
 # `setsid` must be the very process started in the background, so that its pid is the node's pid.
 ray_env() {
-  RAY_ENV=(env -u RAY_ADDRESS -u RAY_API_SERVER_ADDRESS RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$SECRETS/ray_token"
+  # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is for a single node on loopback; these nodes have their own addresses
+  RAY_ENV=(env -u RAY_ADDRESS -u RAY_API_SERVER_ADDRESS -u RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
+    RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$SECRETS/ray_token"
     RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0 RAY_USAGE_STATS_ENABLED=0 PATH="$SPR_BIN:$PATH"
     MLFLOW_TRACKING_USERNAME=sweeper MLFLOW_TRACKING_PASSWORD="$(secret mlflow_password)"
     PGPASSFILE="$SECRETS/pgpass")
