@@ -12,7 +12,8 @@ case ${1:-} in
 esac
 load_settings
 derive
-[[ $(id -u) == 0 ]] || die "down.sh needs root: it removes the worker's network namespace (run it with sudo)"
+[[ $(id -u) == 0 ]] || die "down.sh needs root: it removes the worker's network namespace (run it as root, \
+like up.sh)"
 for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop "${SERVICES[i]}"; done
 network_down
 left=$(ls "$PIDS" 2>/dev/null || true)

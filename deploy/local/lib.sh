@@ -206,7 +206,7 @@ start_postgres() {
 
 create_databases() {  # the same roles and databases as on Kubernetes (deploy/postgres/init.psql)
   pg psql -q -h "$PG_RUN" -p "$SPR_PG_PORT" -d postgres -v mlflow_pw="$(secret pg_mlflow)" \
-    -v optuna_pw="$(secret pg_optuna)" < "$DEPLOY/postgres/init.psql" > /dev/null  # read here: postgres may not reach it
+    -v optuna_pw="$(secret pg_optuna)" < "$DEPLOY/postgres/init.psql" > /dev/null  # root reads it: postgres may not
 }
 
 # -- the S3-compatible object store: rclone serving a folder, one bucket per subfolder -----------------------

@@ -11,7 +11,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 resolve_settings  # checks every setting first: a mistake is reported before anything changes
-[[ $(id -u) == 0 ]] || die "up.sh needs root: it creates a network namespace for the worker node (run it with sudo)"
+[[ $(id -u) == 0 ]] || die "up.sh needs root: it creates a network namespace for the worker node (run it as root \
+with the venv activated, e.g. in sudo -i)"
 if [[ -f $SETTINGS ]]; then
   (load_settings; derive; for s in "${SERVICES[@]}"; do
      [[ -z $(recorded_pid "$s") ]] || die "a local cluster is already up in $SPR_STATE ($s is running); stop it \
@@ -24,7 +25,7 @@ mkdir -p "$LOGS" "$PIDS" "$SHARED"
 chmod 755 "$SPR_STATE"  # the postgres user must reach its data folder inside
 
 # On any failure, stop what was started so far: a half-up cluster is worse than none.
-trap 'status=$?; if ((status != 0)); then log "startup failed; stopping what was started"; "$HERE/down.sh" || true; fi' EXIT
+trap 'status=$?; ((status == 0)) || { log "startup failed; stopping what was started"; "$HERE/down.sh" || true; }' EXIT
 
 install -d -m 700 "$SECRETS"
 for name in ray_token pg_mlflow pg_optuna s3_access_key s3_secret_key mlflow_admin_password mlflow_password \

@@ -75,6 +75,8 @@ def test_an_mlflow_server_restart_loses_no_metric(local_cluster, tmp_path):
     wait_until(lambda: epochs_reported(local_cluster, name) >= 2, "a trial to log two epochs")
     local_cluster.service("restart", "mlflow")
     finish(local_cluster, name, job_id)
+    # waited out, not failed and retried by Tune (a retry would also re-log the epochs)
+    assert [t.num_failures for t in tune_trials(local_cluster, name)] == [0] * BUDGET
 
 
 def test_a_postgresql_restart_is_ridden_out(local_cluster, tmp_path):
@@ -85,6 +87,7 @@ def test_a_postgresql_restart_is_ridden_out(local_cluster, tmp_path):
     time.sleep(3)  # a real outage: the trials' MLflow calls and the driver's Optuna calls find no database
     local_cluster.service("start", "postgres")
     finish(local_cluster, name, job_id)
+    assert [t.num_failures for t in tune_trials(local_cluster, name)] == [0] * BUDGET
 
 
 def test_an_optuna_call_during_a_postgresql_outage_returns_once_it_is_back(local_cluster):
