@@ -14,6 +14,9 @@ die() { printf '%s\n' "local cluster: error: $*" >&2; exit 2; }
 # -- settings ------------------------------------------------------------------------------------------------
 # up.sh resolves them once and writes settings.env; down.sh and service.sh read that file, so they act on the
 # cluster that up.sh started whatever the caller's environment says.
+NUMBERS=(SPR_PG_PORT SPR_S3_PORT SPR_MLFLOW_PORT SPR_RAY_PORT SPR_DASHBOARD_PORT SPR_RAY_CLIENT_PORT
+         SPR_RAY_AGENT_PORT SPR_HEAD_CPUS SPR_WORKER_CPUS)
+
 resolve_settings() {
   SPR_NAME=${SPR_NAME:-spr}
   SPR_SUBNET=${SPR_SUBNET:-10.231.0}
@@ -33,8 +36,7 @@ network namespace and veth pair), got '$SPR_NAME'"
   [[ $SPR_SUBNET =~ ^10\.([0-9]{1,3})\.([0-9]{1,3})$ ]] && ((BASH_REMATCH[1] < 256 && BASH_REMATCH[2] < 256)) ||
     die "SPR_SUBNET must be the first three numbers of a 10.x.y.0/24 network this script creates, like 10.231.0; \
 got '$SPR_SUBNET'"
-  for var in SPR_PG_PORT SPR_S3_PORT SPR_MLFLOW_PORT SPR_RAY_PORT SPR_DASHBOARD_PORT SPR_RAY_CLIENT_PORT \
-             SPR_RAY_AGENT_PORT SPR_HEAD_CPUS SPR_WORKER_CPUS; do
+  for var in "${NUMBERS[@]}"; do
     [[ ${!var} =~ ^[1-9][0-9]*$ ]] || die "$var must be a positive whole number, got '${!var}'"
   done
   if ((SPR_RAY_PORT >= 10002 && SPR_RAY_PORT <= 19999)); then  # Ray's default worker port range
@@ -51,10 +53,8 @@ set SPR_PG_BIN"
 write_settings() {
   mkdir -p "$SPR_STATE"
   local var
-  for var in SPR_NAME SPR_SUBNET SPR_BIN SPR_PG_BIN SPR_PG_PORT SPR_S3_PORT SPR_MLFLOW_PORT SPR_RAY_PORT \
-             SPR_DASHBOARD_PORT SPR_RAY_CLIENT_PORT SPR_RAY_AGENT_PORT SPR_HEAD_CPUS SPR_WORKER_CPUS; do
-    printf '%s=%q\n' "$var" "${!var}"
-  done > "$SETTINGS"
+  for var in SPR_NAME SPR_SUBNET SPR_BIN SPR_PG_BIN "${NUMBERS[@]}"; do printf '%s=%q\n' "$var" "${!var}"; done \
+    > "$SETTINGS"
 }
 
 load_settings() {
