@@ -19,6 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
+from samprivacy.sweep.retry import ResilientRDBStorage
 from samprivacy.sweep.space import make_sampler, suggest_params
 
 ATTR_TUNE_TRIAL = "tune_trial_id"
@@ -26,9 +27,11 @@ ATTR_FAIL_REASON = "fail_reason"
 
 
 def optuna_storage(url: str) -> optuna.storages.BaseStorage:
-    """RDB storage (SQLite, PostgreSQL, MySQL); SQLite waits on a locked file instead of failing at once."""
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    """RDB storage (SQLite, PostgreSQL, MySQL). SQLite waits on a locked file instead of failing at once; a
+    database server may restart mid-sweep: pooled connections are checked before use and calls are retried."""
+    if url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return ResilientRDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
 def load_study(spec_name: str, url: str) -> optuna.Study:
