@@ -147,8 +147,12 @@ def _progress_printer(total: int):
     progress = Progress(TextColumn("[bold]trials"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
     task = progress.add_task("sweep", total=total, status="")
+    shown = set()
 
     def update(status: dict) -> None:
+        if status.get("note") and status["note"] not in shown:  # e.g. waiting for an autoscaler: say it once
+            shown.add(status["note"])
+            progress.console.print(f"[yellow]note:[/] {escape(status['note'])}")
         progress.update(task, completed=status["complete"],
                         status=f"running {status['running']}  failed {status['failed']}  "
                                f"front {len(status['front'])}")
@@ -188,9 +192,12 @@ def _run_with_progress(total: int, call) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from samprivacy.spec import load_spec
-    from samprivacy.sweep import runner
+    from samprivacy.sweep.cluster import join_cluster
 
     spec = load_spec(args.spec)  # validated before anything starts
+    join_cluster(spec.resources, args.address)  # a trial no node can hold: refused before the heavy imports
+    from samprivacy.sweep import runner
+
     outcome = _run_with_progress(spec.n_trials, lambda update: runner.run(
         spec, workdir=args.workdir, address=args.address, spec_file=args.spec, on_progress=update))
     _print_sweep_outcome(outcome)
@@ -198,10 +205,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from samprivacy.sweep import runner
+    from samprivacy.sweep.cluster import join_cluster
     from samprivacy.sweep.results import open_sweep
 
-    total = open_sweep(args.name, args.workdir).spec.n_trials
+    spec = open_sweep(args.name, args.workdir).spec
+    join_cluster(spec.resources, args.address)
+    from samprivacy.sweep import runner
+
+    total = spec.n_trials
     outcome = _run_with_progress(total, lambda update: runner.resume(
         args.name, workdir=args.workdir, address=args.address, on_progress=update))
     _print_sweep_outcome(outcome)

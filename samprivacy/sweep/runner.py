@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
-import ray
 from ray import tune
 
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
+from samprivacy.sweep.cluster import join_cluster, start_ray  # noqa: F401 (start_ray: runner's API)
 from samprivacy.sweep.results import Sweep, open_sweep, pareto_report, sweep_status, trial_rows
 from samprivacy.sweep.search import (SweepSearch, fail_stale_trials, load_study, objective_values, optuna_storage,
                                      record_completion)
@@ -50,6 +50,7 @@ def prepare(spec: SweepSpec, workdir: str | Path | None = None) -> Sweep:
 def run(spec: SweepSpec, *, workdir: str | Path | None = None, address: str | None = None,
         spec_file: str | Path | None = None, on_progress: Progress | None = None) -> dict:
     sweep = prepare(spec, workdir)
+    note = join_cluster(spec.resources, address)  # first: a trial no node can hold stops the sweep before any state
     if (sweep.storage.workdir / "sweep.json").exists() or tune.Tuner.can_restore(sweep.experiment_path):
         raise ConfigError(f"sweep '{spec.name}' already has state in {sweep.storage.workdir}; continue it with "
                           f"`samprivacy resume {spec.name} --workdir {sweep.storage.workdir}`, or choose another "
@@ -60,7 +61,7 @@ def run(spec: SweepSpec, *, workdir: str | Path | None = None, address: str | No
                           f"its workdir, or give this one another `name`")
     preflight(spec)
     sweep.save()
-    return _execute(sweep, address, spec_file, on_progress, restore=False)
+    return _execute(sweep, spec_file, on_progress, restore=False, note=note)
 
 
 def preflight(spec: SweepSpec) -> None:
@@ -75,7 +76,9 @@ def preflight(spec: SweepSpec) -> None:
 def resume(name: str, *, workdir: str | Path | None = None, address: str | None = None,
            on_progress: Progress | None = None) -> dict:
     sweep = open_sweep(name, workdir)
-    return _execute(sweep, address, None, on_progress, restore=_restorable(sweep.experiment_path))
+    note = join_cluster(sweep.spec.resources, address)
+    return _execute(sweep, None, on_progress, restore=_restorable(sweep.experiment_path), note=note)
+
 
 
 def _restorable(path: str) -> bool:
@@ -85,17 +88,6 @@ def _restorable(path: str) -> bool:
     if "://" in path:  # object storage: trust Tune
         return tune.Tuner.can_restore(path)
     return any(Path(path).glob("experiment_state-*.json"))
-
-
-def start_ray(address: str | None) -> None:
-    """Join `address`, or the cluster a Ray job runs in (RAY_ADDRESS), or start a private local Ray.
-
-    "local" matters: a bare ray.init() would attach to any cluster `ray start` left running on this machine.
-    """
-    if ray.is_initialized():
-        return
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", logging_level=logging.WARNING,
-             log_to_driver=False, **({} if address or os.environ.get("RAY_ADDRESS") else {"include_dashboard": False}))
 
 
 def _tracker(sweep: Sweep) -> Tracker:
@@ -110,12 +102,11 @@ def _data_root(spec: SweepSpec) -> str | None:
     return str(Path(spec.data_root).expanduser().resolve()) if spec.data_root else None
 
 
-def _execute(sweep: Sweep, address: str | None, spec_file, on_progress: Progress | None, restore: bool) -> dict:
+def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, restore: bool, note: str | None) -> dict:
     spec = sweep.spec
     tracker = _tracker(sweep)
     parent = tracker.parent_run(spec.canonical_json(), spec_file)
     tracker.set_tags(parent, {"samprivacy.spec_hash": spec.spec_hash(), "samprivacy.workdir": str(sweep.storage.workdir)})
-    start_ray(address)
     context = SweepContext(spec, sweep.storage.mlflow_uri, parent, _data_root(spec))
     trainable = tune.with_resources(tune.with_parameters(run_sweep_trial, ctx=context),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
@@ -131,10 +122,10 @@ def _execute(sweep: Sweep, address: str | None, spec_file, on_progress: Progress
                 name=spec.name, storage_path=sweep.storage.tune_storage, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-    with _polling(sweep, on_progress):
+    with _polling(sweep, on_progress, note):
         grid = tuner.fit()
     finished = {r.metrics["trial_id"]: r.metrics for r in grid if r.error is None and r.metrics.get("trial_id")}
-    return finalize(sweep, tracker, parent, finished)
+    return finalize(sweep, tracker, parent, finished) | {"note": note}
 
 
 def finalize(sweep: Sweep, tracker: Tracker, parent: str, finished: dict[str, dict]) -> dict:
@@ -180,13 +171,13 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, finished: dict[str, di
 class _polling:
     """Call on_progress(status) about once a second while the sweep runs (reads the Optuna study only)."""
 
-    def __init__(self, sweep: Sweep, on_progress: Progress | None):
-        self.sweep, self.on_progress, self.stop = sweep, on_progress, threading.Event()
+    def __init__(self, sweep: Sweep, on_progress: Progress | None, note: str | None):
+        self.sweep, self.on_progress, self.note, self.stop = sweep, on_progress, note, threading.Event()
 
     def _loop(self) -> None:
         while not self.stop.wait(1.0):
             try:
-                self.on_progress(sweep_status(self.sweep))
+                self.on_progress(sweep_status(self.sweep) | {"note": self.note})
             except Exception:  # the study may be mid-write; the next poll will do
                 pass
 
