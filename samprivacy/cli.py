@@ -269,6 +269,8 @@ def add_cluster_parsers(sub) -> None:
                                                       "(default: `python` on the cluster's PATH)")
     p.add_argument("--env", action="append", type=_env_pair, default=[], metavar="KEY=VALUE",
                    help="an environment variable for the job's driver and trials (repeatable)")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the short job that checks the cluster's Python imports this samprivacy version")
     p.set_defaults(handler=cmd_submit)
 
     p = sub.add_parser("ui", help="the MLflow UI on a sweep's local store (loopback by default)")
@@ -285,7 +287,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from samprivacy.ops import submit
 
     job_id = submit.submit_sweep(args.spec, args.address, workdir=args.workdir, extra_env=dict(args.env),
-                                 python=args.python)
+                                 python=args.python, check=args.check)
     address = submit.dashboard_address(args.address)
     print(job_id, flush=True)  # alone on stdout, so scripts can capture it
     if not args.follow:
