@@ -153,16 +153,24 @@ def _progress_printer(total: int):
         if status.get("note") and status["note"] not in shown:  # e.g. waiting for an autoscaler: say it once
             shown.add(status["note"])
             progress.console.print(f"[yellow]note:[/] {escape(status['note'])}")
-        progress.update(task, completed=status["complete"],
-                        status=f"running {status['running']}  failed {status['failed']}  "
-                               f"front {len(status['front'])}")
+        progress.update(task, completed=status["complete"] + status["failed"], status=_counts(status))
     return progress, update
+
+
+def _counts(status: dict) -> str:
+    """running / pending (Tune trials: one per seed), failed and duplicate proposals, the front's size."""
+    front = status["front_size"] if "front_size" in status else len(status["front"])
+    return (f"running {status['running']}  pending {status['pending']}  failed {status['failed']}  "
+            f"duplicates {status['duplicates']}  front {front}")
 
 
 def _print_sweep_outcome(outcome: dict) -> None:
     status, report = outcome["status"], outcome["pareto"]
     out.print(f"sweep [bold]{status['name']}[/]: {status['complete']} complete, {status['failed']} failed "
-              f"(budget {status['budget']})")
+              f"(budget {status['budget']}); {status['duplicates']} of {status['proposals']} proposals repeated a "
+              f"configuration already measured (reused, not trained)")
+    if status.get("stop_reason"):
+        out.print(f"[yellow]ended early:[/] {escape(status['stop_reason'])}")
     _print_front(report)
     uri = outcome["mlflow_uri"]
     out.print(f"MLflow: parent run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
@@ -174,7 +182,9 @@ def _print_front(report: dict) -> None:
     objectives = list(report["objectives"])
     table = Table("trial", "tune id", *objectives, "params", title="Pareto front")
     for row in sorted(report["front"], key=lambda r: r["number"]):
-        table.add_row(str(row["number"]), str(row["trial_id"]), *(f"{row[o]:.4f}" for o in objectives),
+        values = [f"{row[o]:.4f}" + (f" ± {row[o + '_std']:.4f}" if row.get(o + "_std") is not None else "")
+                  for o in objectives]
+        table.add_row(str(row["number"]), ", ".join(row.get("trial_ids") or [str(row["trial_id"])]), *values,
                       ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                 for k, v in row["params"].items()))
     out.print(table)
@@ -228,7 +238,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2, default=str))
         return 0
     out.print(f"sweep [bold]{status['name']}[/] in {status['workdir']}: {status['complete']}/{status['budget']} "
-              f"complete, {status['running']} running, {status['failed']} failed")
+              f"complete  {_counts(status)}  ({status['proposals']} proposals)")
+    if not status["driver"]:
+        out.print("no driver is running it now (resume it with  samprivacy resume NAME  if it stopped early)"
+                  if status["complete"] + status["failed"] < status["budget"] and not status["stop_reason"] else
+                  "finished")
+    if status.get("stop_reason"):
+        out.print(f"[yellow]ended early:[/] {escape(status['stop_reason'])}")
     for failure in status["failures"]:
         out.print(f"  trial {failure['number']} failed: {failure['reason']}")
     _print_front({"objectives": sweep.spec.objectives, "front": status["front"]})

@@ -19,7 +19,10 @@ from samprivacy.spec import OBJECTIVE_METRICS
 
 TAG_SWEEP = "samprivacy.sweep"
 TAG_TRIAL = "samprivacy.trial_id"
-TAG_KIND = "samprivacy.kind"  # "sweep" on the parent, "trial" on children
+TAG_KIND = "samprivacy.kind"  # "sweep" (the summary), "trial" (one seed trained), "config", "duplicate"
+TAG_CONFIG = "samprivacy.config_id"  # a configuration without its seed (space.config_id)
+TAG_PROPOSAL = "samprivacy.proposal"  # the Optuna trial number of a config or duplicate run
+TAG_DUPLICATE_OF = "samprivacy.duplicate_of"  # on a duplicate: the run whose measurement it reuses
 TAG_PARETO = "pareto"
 TAG_FAILURE = "samprivacy.failure"
 # MLflow 3 opens experiments on its GenAI overview unless told this is classic model development.
@@ -66,8 +69,9 @@ class Tracker:
                 self.client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
         return experiment_id
 
-    def _find(self, **tags: str) -> list:
-        clauses = " and ".join(f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items())
+    def _find(self, _status: str | None = None, **tags: str) -> list:
+        clauses = " and ".join([f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items()]
+                               + ([f"attributes.status = '{_status}'"] if _status else []))
         runs, token = [], None
         while True:  # page: a sweep may have more runs than one search returns
             page = self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=1000,
@@ -93,18 +97,53 @@ class Tracker:
             self.client.log_text(run.info.run_id, spec_json, "spec/resolved.json")
         return run.info.run_id
 
-    def child_run(self, trial_id: str, parent_run_id: str, params: dict, run_name: str | None = None) -> str:
-        """The trial's run: the same one again after a retry or a resume."""
-        runs = self._find(**{TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id})
+    def child_run(self, trial_id: str, parent_run_id: str, params: dict, run_name: str | None = None, *,
+                  tags: dict[str, str] | None = None, search: bool = True) -> str:
+        """The trial's run: the same one again after a retry or a resume. `search=False`: the caller knows there
+        is none yet (the driver, creating it as Tune queues the trial), so no search."""
+        runs = self._find(**{TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id}) if search else []
         if runs:
             return runs[0].info.run_id
         run = self.client.create_run(self.experiment_id, run_name=run_name or trial_id, tags={
-            TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id, TAG_KIND: "trial", "mlflow.parentRunId": parent_run_id})
+            TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id, TAG_KIND: "trial", "mlflow.parentRunId": parent_run_id,
+            **(tags or {})})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def child_runs(self) -> list:
-        return self._find(**{TAG_SWEEP: self.sweep, TAG_KIND: "trial"})
+    def unit_run(self, config_id: str, seed: int) -> str | None:
+        """The trial run of an earlier attempt at this configuration and seed that did not fail: a driver that
+        takes the unit up again continues it (or, finished, reports it again) instead of starting another."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=(
+            f"tags.`{TAG_SWEEP}` = '{_quote(self.sweep)}' and tags.`{TAG_KIND}` = 'trial' and "
+            f"tags.`{TAG_CONFIG}` = '{_quote(config_id)}' and params.seed = '{seed}'"))
+        ranked = sorted((r for r in runs if r.info.status in ("FINISHED", "RUNNING")),
+                        key=lambda r: (r.info.status != "FINISHED", -r.info.start_time))
+        return ranked[0].info.run_id if ranked else None
+
+    def find_run(self, **tags: str) -> str | None:
+        """The id of this sweep's (first) run with these tags, if any."""
+        runs = self._find(**{TAG_SWEEP: self.sweep}, **tags)
+        return runs[0].info.run_id if runs else None
+
+    def record_run(self, kind: str, key: dict[str, str], parent_run_id: str, params: dict, metrics: dict,
+                   tags: dict[str, str], run_name: str, failed_reason: str | None = None) -> str:
+        """A finished run that holds no training of its own (a configuration's aggregate over seeds, a duplicate):
+        found again by `key` (tags), so a resume never records it twice."""
+        found = self.find_run(**{TAG_KIND: kind}, **key)
+        if found is not None:
+            return found
+        run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags={
+            TAG_SWEEP: self.sweep, TAG_KIND: kind, "mlflow.parentRunId": parent_run_id, **key, **tags}).info.run_id
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items()) if v is not None],
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()
+                                       if isinstance(v, (int, float)) and math.isfinite(v)])
+        self.finish(run_id, failed_reason)
+        return run_id
+
+    def child_runs(self, kind: str = "trial", status: str | None = None) -> list:
+        """This sweep's runs of `kind`; `status` (e.g. RUNNING) narrows the search in the store."""
+        return self._find(**{TAG_SWEEP: self.sweep, TAG_KIND: kind}, _status=status)
 
     def log_params(self, run_id: str, params: dict) -> None:
         items = [Param(k, str(v)) for k, v in sorted(params.items()) if v is not None]
@@ -114,13 +153,17 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         self.log_metric_rows(run_id, [(step, metrics)])
 
-    def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]]) -> None:
-        """Log several steps' metrics in as few requests as MLflow allows (non-finite values are skipped)."""
+    def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]],
+                        tags: dict[str, str] | None = None) -> None:
+        """Log several steps' metrics (and tags) in as few requests as MLflow allows (non-finite values are
+        skipped)."""
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for step, metrics in rows for k, v in metrics.items()
                  if isinstance(v, (int, float)) and math.isfinite(v)]
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(run_id, metrics=items[i:i + _BATCH])
+        tag_items = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(items), 1), _BATCH):
+            if items[i:i + _BATCH] or (i == 0 and tag_items):
+                self.client.log_batch(run_id, metrics=items[i:i + _BATCH], tags=tag_items if i == 0 else [])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -134,10 +177,14 @@ class Tracker:
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed_reason else
                                                                RunStatus.FINISHED))
 
-    def tag_pareto(self, front_trial_ids: set[str]) -> int:
-        """Tag every child run pareto=true/false; returns how many are on the front."""
-        for run in self.child_runs():
-            on_front = run.data.tags.get(TAG_TRIAL) in front_trial_ids
+    def tag_pareto(self, front_trial_ids: set[str], front_proposals: set[int] = frozenset()) -> int:
+        """Tag every trial run (and config run: an aggregate over seeds) pareto=true/false; returns how many
+        trial runs are on the front."""
+        runs = [(r, r.data.tags.get(TAG_TRIAL) in front_trial_ids) for r in self.child_runs()]
+        if front_proposals:
+            runs += [(r, r.data.tags.get(TAG_PROPOSAL) in {str(n) for n in front_proposals})
+                     for r in self.child_runs("config")]
+        for run, on_front in runs:
             if run.data.tags.get(TAG_PARETO) != str(on_front).lower():
                 self.client.set_tag(run.info.run_id, TAG_PARETO, str(on_front).lower())
         return len(front_trial_ids)
