@@ -25,7 +25,7 @@ from samprivacy.sweep.progress import watch
 from samprivacy.sweep.space import config_from_params, config_id, directions, make_sampler, suggest_params, unit_seeds
 from samprivacy.sweep.study import (ATTR_COPY_OF, ATTR_DUPLICATE_OF, ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, ATTR_UNITS,
                                     STALE, objective_values, optuna_storage, proposal_outcomes, units_attr)
-from samprivacy.sweep.tracking import TAG_CONFIG, TAG_DUPLICATE_OF, TAG_PROPOSAL, TAG_TRIAL, Tracker
+from samprivacy.sweep.tracking import TAG_CONFIG, TAG_DUPLICATE_OF, TAG_PROPOSAL, TAG_SEED, TAG_TRIAL, Tracker
 from samprivacy.sweep.trial import SweepContext, trial_config
 from samprivacy.sweep.units import Book, Front, Outcome, Proposal, Unit
 
@@ -86,6 +86,7 @@ class SweepSearch(Searcher):
         self._ended, self._recorded, self._due = [], [], []  # (trial id, unit, outcome, done), see save()
         self.launched = self._state["launched"]
         self._connected = True
+        self._enqueued = False
         self._rebuild(self._state["live"], self._state["ended"])
         if (w := watch(spec.name)) is not None:
             w.search = self
@@ -98,6 +99,7 @@ class SweepSearch(Searcher):
     def _rebuild(self, live: dict[str, tuple[int, int]], ended: list) -> None:
         spec = self.ctx.spec
         trials = sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number)
+        self._enqueued = any(t.state == TrialState.WAITING for t in trials)
         copies = {t.user_attrs[ATTR_COPY_OF]: t for t in trials
                   if ATTR_COPY_OF in t.user_attrs and t.state == TrialState.COMPLETE}
         running = []
@@ -167,11 +169,9 @@ class SweepSearch(Searcher):
             run_id = self.reuse.pop(unit.key)
             self.tracker.set_tags(run_id, {TAG_TRIAL: trial_id})
             return run_id
-        config = trial_config(self.ctx, params)
-        return self.tracker.child_run(trial_id, self.ctx.parent_run_id, search=False,
-                                      run_name=f"{config.optimizer}-{trial_id}",
-                                      params={**config.model_dump(exclude_none=True), "optuna_trial": unit.proposal},
-                                      tags={TAG_CONFIG: unit.config_id, "pareto": "false"})
+        return self.tracker.child_run(trial_id, self.ctx.parent_run_id, search=False, params={},  # the worker logs them
+                                      run_name=f"{params.get('optimizer', next(iter(self.ctx.spec.optimizers)))}-{trial_id}",
+                                      tags={TAG_CONFIG: unit.config_id, TAG_SEED: str(unit.seed), "pareto": "false"})
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self._connect()
@@ -197,8 +197,18 @@ class SweepSearch(Searcher):
             self._tell_due()
 
     # -- proposals -----------------------------------------------------------------------------------------
+    def _ask(self) -> optuna.Trial:
+        """study.ask(), less its search for enqueued (WAITING) trials: a read of every unfinished trial per
+        proposal. A sweep enqueues none; if the study had some when the driver started, ask() takes them."""
+        if self._enqueued:
+            trial = self.study.ask()
+            self._enqueued = any(t.state == TrialState.WAITING for t in self.study.get_trials(deepcopy=False))
+            return trial
+        self.study._thread_local.cached_all_trials = None  # as ask() does: a new trial, a fresh view
+        return optuna.Trial(self.study, self.study._storage.create_new_trial(self.study._study_id))
+
     def _propose(self) -> None:
-        trial = self.study.ask()
+        trial = self._ask()
         params = suggest_params(trial, self.ctx.spec)
         seeds = unit_seeds(self.ctx.spec, params)
         self.params[trial.number] = params

@@ -21,6 +21,7 @@ TAG_SWEEP = "samprivacy.sweep"
 TAG_TRIAL = "samprivacy.trial_id"
 TAG_KIND = "samprivacy.kind"  # "sweep" (the summary), "trial" (one seed trained), "config", "duplicate"
 TAG_CONFIG = "samprivacy.config_id"  # a configuration without its seed (space.config_id)
+TAG_SEED = "samprivacy.seed"  # a trial run's seed (with the config id: the unit it measures)
 TAG_PROPOSAL = "samprivacy.proposal"  # the Optuna trial number of a config or duplicate run
 TAG_DUPLICATE_OF = "samprivacy.duplicate_of"  # on a duplicate: the run whose measurement it reuses
 TAG_PARETO = "pareto"
@@ -115,7 +116,7 @@ class Tracker:
         takes the unit up again continues it (or, finished, reports it again) instead of starting another."""
         runs = self.client.search_runs([self.experiment_id], filter_string=(
             f"tags.`{TAG_SWEEP}` = '{_quote(self.sweep)}' and tags.`{TAG_KIND}` = 'trial' and "
-            f"tags.`{TAG_CONFIG}` = '{_quote(config_id)}' and params.seed = '{seed}'"))
+            f"tags.`{TAG_CONFIG}` = '{_quote(config_id)}' and tags.`{TAG_SEED}` = '{seed}'"))
         ranked = sorted((r for r in runs if r.info.status in ("FINISHED", "RUNNING")),
                         key=lambda r: (r.info.status != "FINISHED", -r.info.start_time))
         return ranked[0].info.run_id if ranked else None

@@ -1,7 +1,8 @@
 """The Ray Tune trainable: a plain function that runs `pipeline.run_trial` and reports to Tune and MLflow.
 
 A trial is one unit of work (one configuration on one seed). The driver creates its MLflow run as Tune queues it
-and passes the run id in the config (`mlflow_run_id`), so a worker never searches MLflow. Every
+and passes the run id in the config (`mlflow_run_id`), so a worker never searches MLflow; the worker logs the
+run's params (the TrialConfig), keeping that write off the driver, which every trial waits on. Every
 `checkpoint_interval_s` the trial writes its epoch curves to that run and reports to Tune with a checkpoint, so a
 retried or resumed trial continues from there; a trial shorter than the interval never checkpoints. At the end
 it writes the curves, final metrics and artifacts, and reports the objectives without a checkpoint (its finished
@@ -79,21 +80,20 @@ def _report(metrics: dict, state: dict, filename: str) -> None:
 
 
 def _load_checkpoint() -> dict | None:
-    import torch
-
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
+    import torch
+
     with checkpoint.as_directory() as directory:
         if (Path(directory) / STATE_FILE).exists():
             return torch.load(Path(directory) / STATE_FILE, weights_only=True)
     return None
 
 
-def _settled(tracker: Tracker, run_id: str, objectives: tuple[str, ...]) -> dict | None:
+def _settled(run, objectives: tuple[str, ...]) -> dict | None:
     """What a trial reported last time, if its MLflow run already finished (after the driver's last snapshot,
     before the driver stopped). A FAILED run is not settled: an error may not repeat, so it trains again."""
-    run = tracker.client.get_run(run_id)
     if run.info.status == "FINISHED" and all(k in run.data.metrics for k in objectives):
         return {k: run.data.metrics[k] for k in (*OBJECTIVE_METRICS, "best_epoch") if k in run.data.metrics}
     return None
@@ -101,20 +101,23 @@ def _settled(tracker: Tracker, run_id: str, objectives: tuple[str, ...]) -> dict
 
 def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     """Tune's function trainable (bound to `ctx` with `tune.with_parameters`)."""
-    import torch
+    if ctx.work == RUN_TRIAL:  # the pipeline trains with torch: one trial must not take every core
+        import torch
 
-    torch.set_num_threads(max(1, math.floor(ctx.spec.resources.cpu)))  # one trial must not take every core
+        torch.set_num_threads(max(1, math.floor(ctx.spec.resources.cpu)))
     trial_id = tune.get_context().get_trial_id()
     config = trial_config(ctx, params)
     tracker = _tracker(ctx)
-    run_id = params.get("mlflow_run_id") or tracker.child_run(
-        trial_id, ctx.parent_run_id, run_name=f"{config.optimizer}-{trial_id}",
-        params={**config.model_dump(exclude_none=True), "optuna_trial": params.get("optuna_trial")})
-
-    settled = _settled(tracker, run_id, ctx.spec.objective_names)
+    logged = {**config.model_dump(exclude_none=True), "optuna_trial": params.get("optuna_trial")}
+    run_id = params.get("mlflow_run_id") or tracker.child_run(  # no run id: the driver has no MLflow run for it
+        trial_id, ctx.parent_run_id, run_name=f"{config.optimizer}-{trial_id}", params=logged)
+    run = tracker.client.get_run(run_id)
+    settled = _settled(run, ctx.spec.objective_names)
     if settled is not None:  # it ended before the driver stopped (a resume took it up): report it, re-run nothing
         tune.report(settled)
         return
+    if not run.data.params:  # the driver creates the run bare: its params are written here, off the driver
+        tracker.log_params(run_id, logged)
     restored = _load_checkpoint()
 
     pending: list[tuple[int, dict]] = []  # epoch curves not yet in MLflow

@@ -32,9 +32,10 @@ def searcher(tmp_path, name, mlflow_uri=None, enqueue=(), **changes) -> SweepSea
     if mlflow_uri:
         parent = Tracker(mlflow_uri, name, artifact_location=(tmp_path / "art").as_uri()).parent_run()
     search = SweepSearch(SweepContext(spec, mlflow_uri, parent, None), f"sqlite:///{tmp_path}/optuna.db")
-    search._connect()
+    study = optuna.create_study(study_name=name, storage=search.optuna_url, directions=["maximize", "minimize"])
     for params in enqueue:  # Optuna's own way to fix the next proposals
-        search.study.enqueue_trial(params)
+        study.enqueue_trial(params)
+    search._connect()
     return search
 
 
@@ -71,7 +72,7 @@ def test_a_measured_configuration_is_reused_and_the_study_says_so(tmp_path, mlfl
     assert duplicate.info.status == "FINISHED" and client.list_artifacts(duplicate.info.run_id) == []
     assert duplicate.data.tags["samprivacy.config_id"] == trial.data.tags["samprivacy.config_id"] == first["config_id"]
     assert trial.data.tags["samprivacy.trial_id"] == "t1" and trial.data.tags["pareto"] == "false"
-    assert trial.data.params["seed"] == "0" and trial.data.params["optuna_trial"] == "0"
+    assert trial.data.tags["samprivacy.seed"] == "0" and trial.data.params == {}  # its worker logs the params
 
 
 def test_a_configuration_training_now_is_waited_for(tmp_path):
@@ -208,3 +209,15 @@ def test_a_proposal_asked_but_never_given_its_parameters_is_failed_as_stale(tmp_
     trial = second.study.trials[0]
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"].startswith("stale")
     assert second.book.proposals == 0 and second.suggest("t1")["optuna_trial"] == 1
+
+
+def test_a_unit_taken_up_again_continues_its_earlier_run(tmp_path, mlflow_uri):
+    """A trial Tune never recorded (the driver died first) trains again under a new Tune trial, in the same
+    MLflow run, which now names the new trial: no orphan run, nothing counted twice."""
+    first = searcher(tmp_path, "again", mlflow_uri, seeds=[0], trials=1)
+    run_id = first.suggest("t1")["mlflow_run_id"]
+    second = SweepSearch(first.ctx, first.optuna_url)  # no snapshot: Tune restores nothing
+    again = second.suggest("t2")
+    assert again["mlflow_run_id"] == run_id and again["optuna_trial"] == 0
+    assert MlflowClient(mlflow_uri).get_run(run_id).data.tags["samprivacy.trial_id"] == "t2"
+    assert second.suggest("t3") == Searcher.FINISHED and second.book.proposals == 1
