@@ -194,18 +194,30 @@ def _progress_printer(total: int):
     progress = Progress(TextColumn("[bold]trials"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
     task = progress.add_task("sweep", total=total, status="")
+    shown = set()
 
     def update(status: dict) -> None:
-        progress.update(task, completed=status["complete"],
-                        status=f"running {status['running']}  failed {status['failed']}  "
-                               f"front {len(status['front'])}")
+        if status.get("note") and status["note"] not in shown:  # e.g. waiting for an autoscaler: say it once
+            shown.add(status["note"])
+            progress.console.print(f"[yellow]note:[/] {escape(status['note'])}")
+        progress.update(task, completed=status["complete"] + status["failed"], status=_counts(status))
     return progress, update
+
+
+def _counts(status: dict) -> str:
+    """running / pending (Tune trials: one per seed), failed and duplicate proposals, the front's size."""
+    front = status["front_size"] if "front_size" in status else len(status["front"])
+    return (f"running {status['running']}  pending {status['pending']}  failed {status['failed']}  "
+            f"duplicates {status['duplicates']}  front {front}")
 
 
 def _print_sweep_outcome(outcome: dict) -> None:
     status, report = outcome["status"], outcome["pareto"]
     out.print(f"sweep [bold]{status['name']}[/]: {status['complete']} complete, {status['failed']} failed "
-              f"(budget {status['budget']})")
+              f"(budget {status['budget']}); {status['duplicates']} of {status['proposals']} proposals repeated a "
+              f"configuration already measured (reused, not trained)")
+    if status.get("stop_reason"):
+        out.print(f"[yellow]ended early:[/] {escape(status['stop_reason'])}")
     _print_front(report, files=False)  # the plots people read are the report's (configuration means)
     uri = outcome["mlflow_uri"]
     out.print(f"MLflow: summary run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
@@ -223,7 +235,9 @@ def _print_front(report: dict, files: bool = True) -> None:
     objectives = list(report["objectives"])
     table = Table("trial", "tune id", *objectives, "params", title="Pareto front")
     for row in sorted(report["front"], key=lambda r: r["number"]):
-        table.add_row(str(row["number"]), str(row["trial_id"]), *(f"{row[o]:.4f}" for o in objectives),
+        values = [f"{row[o]:.4f}" + (f" ± {row[o + '_std']:.4f}" if row.get(o + "_std") is not None else "")
+                  for o in objectives]
+        table.add_row(str(row["number"]), ", ".join(row.get("trial_ids") or [str(row["trial_id"])]), *values,
                       ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                 for k, v in row["params"].items()))
     out.print(table)
@@ -241,9 +255,12 @@ def _run_with_progress(total: int, call) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from samprivacy.spec import load_spec
-    from samprivacy.sweep import runner
+    from samprivacy.sweep.cluster import join_cluster
 
     spec = load_spec(args.spec)  # validated before anything starts
+    join_cluster(spec.resources, args.address)  # a trial no node can hold: refused before the heavy imports
+    from samprivacy.sweep import runner
+
     outcome = _run_with_progress(spec.n_trials, lambda update: runner.run(
         spec, workdir=args.workdir, address=args.address, spec_file=args.spec, on_progress=update))
     _print_sweep_outcome(outcome)
@@ -251,10 +268,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from samprivacy.sweep import runner
+    from samprivacy.sweep.cluster import join_cluster
     from samprivacy.sweep.results import open_sweep
 
-    total = open_sweep(args.name, args.workdir).spec.n_trials
+    spec = open_sweep(args.name, args.workdir).spec
+    join_cluster(spec.resources, args.address)
+    from samprivacy.sweep import runner
+
+    total = spec.n_trials
     outcome = _run_with_progress(total, lambda update: runner.resume(
         args.name, workdir=args.workdir, address=args.address, on_progress=update))
     _print_sweep_outcome(outcome)
@@ -270,7 +291,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2, default=str))
         return 0
     out.print(f"sweep [bold]{status['name']}[/] in {status['workdir']}: {status['complete']}/{status['budget']} "
-              f"complete, {status['running']} running, {status['failed']} failed")
+              f"complete  {_counts(status)}  ({status['proposals']} proposals)")
+    if not status["driver"]:
+        out.print("no driver is running it now (resume it with  samprivacy resume NAME  if it stopped early)"
+                  if status["complete"] + status["failed"] < status["budget"] and not status["stop_reason"] else
+                  "finished")
+    if status.get("stop_reason"):
+        out.print(f"[yellow]ended early:[/] {escape(status['stop_reason'])}")
     for failure in status["failures"]:
         out.print(f"  trial {failure['number']} failed: {failure['reason']}")
     _print_front({"objectives": sweep.spec.objectives, "front": status["front"]})
@@ -352,6 +379,8 @@ def add_cluster_parsers(sub) -> None:
                                                       "(default: `python` on the cluster's PATH)")
     p.add_argument("--env", action="append", type=_env_pair, default=[], metavar="KEY=VALUE",
                    help="an environment variable for the job's driver and trials (repeatable)")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the short job that checks the cluster's Python imports this samprivacy version")
     p.set_defaults(handler=cmd_submit)
 
     p = sub.add_parser("ui", help="the MLflow UI on a sweep's local store (loopback by default)")
@@ -368,7 +397,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from samprivacy.ops import submit
 
     job_id = submit.submit_sweep(args.spec, args.address, workdir=args.workdir, extra_env=dict(args.env),
-                                 python=args.python)
+                                 python=args.python, check=args.check)
     address = submit.dashboard_address(args.address)
     print(job_id, flush=True)  # alone on stdout, so scripts can capture it
     if not args.follow:

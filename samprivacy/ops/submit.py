@@ -5,7 +5,9 @@
     follow_logs(address, job_id)      -> the job's output, chunk by chunk, until it ends
 
 The job's working_dir is a temporary folder holding only the spec file, so the cluster gets the spec and
-nothing else; the cluster must already have samprivacy installed. Its entrypoint is
+nothing else; the cluster must already have samprivacy installed. Before the sweep is sent, a short check job
+runs `<python> -c "import samprivacy"` with the same environment and must print this samprivacy's version, so a
+cluster that lacks it (or has another version) is named at submit time, not inside the job. Its entrypoint is
 `python -m samprivacy.cli run <spec> --workdir <absolute path>`: `python -m` and not the `samprivacy` console
 script, because the job runs a shell with the cluster's PATH (a missing module then fails with a clear
 "No module named samprivacy"), and `python=` names the cluster's interpreter where `python` is not it.
@@ -43,6 +45,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 # Ray's client lets these override its `address` argument; an explicit --address must win.
 _ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 _CONNECT_TIMEOUT_S = 5.0
+CHECK_TIMEOUT_S = 120.0  # the interpreter check job: seconds on an idle cluster, longer when the head is busy
 _CHATTY_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
                    "ray._private.runtime_env.packaging")
 _START_HINT = "start one with `ray start --head --dashboard-host 127.0.0.1` or pass --address"
@@ -186,24 +189,64 @@ def connect(address: str | None = None, *, token: str | None = None):
 
 def submit_sweep(spec_path: str | Path, address: str | None = None, *, workdir: str | Path | None = None,
                  extra_env: Mapping[str, str] | None = None, python: str = "python", entrypoint: str | None = None,
-                 submission_id: str | None = None, token: str | None = None) -> str:
-    """Validate the spec, then submit `samprivacy run` on it as a Ray job; returns the job's submission id.
+                 submission_id: str | None = None, token: str | None = None, check: bool = True) -> str:
+    """Validate the spec, check the cluster's `python` imports this samprivacy, then submit `samprivacy run` on
+    the spec as a Ray job; returns the job's submission id.
 
     `workdir` (absolute, or relative to here) is where the sweep's state goes, as the cluster sees it: on a
-    multi-node cluster, a shared filesystem. `entrypoint` replaces the command (same spec upload and env).
+    multi-node cluster, a shared filesystem. `entrypoint` replaces the command (same spec upload and env) and
+    skips the interpreter check, as does `check=False`.
     """
     job = build_submission(spec_path, workdir=workdir, extra_env=extra_env, python=python, entrypoint=entrypoint,
                            submission_id=submission_id)
     client = connect(address, token=token)
     with tempfile.TemporaryDirectory(prefix="samprivacy-submit-") as folder:
         shutil.copyfile(job.spec_file, Path(folder) / job.spec_file.name)
+        runtime_env = {"working_dir": folder, "env_vars": job.env_vars}
+        if check and entrypoint is None:
+            check_interpreter(client, python, runtime_env, f"{job.submission_id}-check")
         with _translate(client.get_address()):
             try:
                 return client.submit_job(entrypoint=job.entrypoint, submission_id=job.submission_id,
-                                         runtime_env={"working_dir": folder, "env_vars": job.env_vars},
-                                         metadata=job.metadata)
+                                         runtime_env=runtime_env, metadata=job.metadata)
             except RuntimeError as exc:
                 raise ConfigError(f"the Ray dashboard at {client.get_address()} refused the job: {exc}") from None
+
+
+def check_interpreter(client, python: str, runtime_env: dict, probe_id: str,
+                      timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """Run `python -c "import samprivacy"` on the cluster as a short job (id `<sweep job id>-check`) in the sweep
+    job's runtime environment; ConfigError unless it prints this samprivacy's version, saying what to install or
+    which --python to pass."""
+    from samprivacy import __version__
+
+    code = "import samprivacy; print('samprivacy-version', samprivacy.__version__)"
+    with _translate(client.get_address()):
+        try:
+            client.submit_job(entrypoint=shlex.join([python, "-c", code]), submission_id=probe_id,
+                              runtime_env=runtime_env, metadata={"samprivacy.check": "interpreter"})
+        except RuntimeError as exc:
+            raise ConfigError(f"the Ray dashboard at {client.get_address()} refused the check job: {exc}") from None
+        deadline = time.monotonic() + timeout_s
+        while str(client.get_job_status(probe_id)) not in TERMINAL and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status, logs = str(client.get_job_status(probe_id)), client.get_job_logs(probe_id)
+        # Kept in the job list (metadata samprivacy.check): Ray 2.60's job manager re-adds a job deleted right
+        # after it ends, as FAILED, which would read as a failure.
+        if status not in TERMINAL:
+            client.stop_job(probe_id)
+    found = [line.split()[1] for line in logs.splitlines() if line.startswith("samprivacy-version ")]
+    if status == "SUCCEEDED" and found == [__version__]:
+        return
+    install = (f"install samprivacy {__version__} into the cluster's Python on every node (docs/cluster.md), or pass "
+               f"--python with the interpreter that has it (e.g. --python /opt/venv/bin/python)")
+    if found:
+        raise ConfigError(f"the cluster's `{python}` has samprivacy {found[0]}, this machine {__version__}; {install}")
+    if status not in TERMINAL:
+        raise ConfigError(f"the check that the cluster's `{python}` imports samprivacy did not finish within "
+                          f"{timeout_s:.0f} s (job {probe_id}: {status}); is the cluster busy? --no-check skips it")
+    last = (logs.strip().splitlines() or ["no output"])[-1][:300]
+    raise ConfigError(f"the cluster's `{python}` cannot import samprivacy ({last}); {install}")
 
 
 def _report(client, job_id: str) -> JobReport:

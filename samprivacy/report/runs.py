@@ -24,9 +24,11 @@ def _quote(value: str) -> str:
     return value.replace("'", "\\'")
 
 
-def search(client: MlflowClient, experiment_id: str, **tags: str) -> list:
-    """Every run of the experiment with these tag values (paged: a sweep may have more than one page)."""
-    clauses = " and ".join(f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items())
+def search(client: MlflowClient, experiment_id: str, status: str | None = None, **tags: str) -> list:
+    """Every run of the experiment with these tag values, and this status if given (e.g. RUNNING), paged: a
+    sweep may have more than one page."""
+    clauses = " and ".join([f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items()]
+                           + ([f"attributes.status = '{status}'"] if status else []))
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], filter_string=clauses, max_results=1000, page_token=token)

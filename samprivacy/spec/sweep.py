@@ -119,6 +119,9 @@ class SweepSpec(_Spec):
     dataset_options: dict[str, dict[str, bool | int | float | str]] = Field(default_factory=dict, description=(
         "per dataset, its source's own options, e.g. {longtail: {n: 6000, binary: true}}"))
     seeds: tuple[int, ...] = (0,)
+    repeats: PositiveInt = Field(1, description=(
+        "seeds each configuration runs on (one Tune trial per seed; Optuna is told the mean). > 1: `seeds` lists "
+        "exactly that many (default 0..repeats-1) and is no search dimension"))
     optimizers: dict[str, OptimizerSpace]
     train: TrainSpace = TrainSpace()
     attacks: tuple[str, ...] | None = None
@@ -142,6 +145,15 @@ class SweepSpec(_Spec):
             raise_problems([("", f"must be a slug of lowercase letters, digits, '-' and '_' (at most 63, starting with a "
                          f"letter or digit), got {v!r}; e.g. {example!r}")])
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicate_seeds(cls, data: Any) -> Any:
+        # repeats: 3 without seeds means seeds 0, 1, 2 (the default (0,) would be one seed too few)
+        if isinstance(data, dict) and "seeds" not in data and isinstance(data.get("repeats"), int) \
+                and not isinstance(data["repeats"], bool) and data["repeats"] > 1:
+            return {**data, "seeds": list(range(data["repeats"]))}
+        return data
 
     @field_validator("datasets", "seeds", "attacks")
     @classmethod
@@ -234,6 +246,10 @@ class SweepSpec(_Spec):
                                            "or leave it out to run the whole grid"))
         elif self.trials is None:
             problems.append(("trials", f"required for sampler {self.sampler.name}; e.g. trials: 16"))
+        if self.repeats > 1 and len(self.seeds) != self.repeats:
+            problems.append(("seeds", f"with repeats: {self.repeats} every configuration runs on each seed, so list "
+                                      f"exactly {self.repeats} seeds (got {len(self.seeds)}), or leave seeds out "
+                                      f"for {', '.join(map(str, range(self.repeats)))}"))
         problems += self._objectives_reported() + self._population_problems()
         if self.train.model is not None and self.train.model not in MODEL_NAMES:
             problems.append(("train.model", f"unknown model; {did_you_mean(self.train.model, MODEL_NAMES)}"
@@ -285,10 +301,18 @@ class SweepSpec(_Spec):
 
     @property
     def n_trials(self) -> int:
+        """The budget: how many distinct configurations to measure (each on `repeats` seeds)."""
         return self.trials if self.trials is not None else self.grid_size()
 
+    @property
+    def searched_seeds(self) -> tuple[int, ...]:
+        """The seed choices of the search space: all seeds, or only the first when each configuration runs on
+        every seed (repeats > 1)."""
+        return self.seeds if self.repeats == 1 else self.seeds[:1]
+
     def grid_size(self) -> int | None:
-        """How many distinct trial configurations the spec allows; None if any searched range is continuous."""
+        """How many distinct configurations the spec allows (a seed of `seeds` is part of a configuration
+        unless repeats > 1); None if any searched range is continuous."""
         def size(group) -> int | None:
             sizes = [p.values(field_kind(n) == "int") for n, p in group.params().items()]
             return None if None in sizes else math.prod(len(s) for s in sizes)
@@ -296,7 +320,7 @@ class SweepSpec(_Spec):
         common = size(self.train)
         if common is None or None in per_optimizer:
             return None
-        return len(self.datasets) * len(self.seeds) * common * sum(per_optimizer)
+        return len(self.datasets) * len(self.searched_seeds) * common * sum(per_optimizer)
 
     def fixed_trial_fields(self) -> dict[str, Any]:
         """TrialConfig fields that are the same in every trial of the sweep."""

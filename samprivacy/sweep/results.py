@@ -1,12 +1,13 @@
 """A sweep on disk: its saved spec and storage, trial states, and the Pareto front (no Ray needed).
 
-The Optuna study is the record of trials (each Tune trial ends as one finished Optuna trial); MLflow is
-where people look, so the front is also written back there as `pareto=true` tags and parent-run artifacts.
+The Optuna study is the record of proposals (each ends COMPLETE or FAIL; duplicates say so); MLflow is where
+people look, so the front is also written back there as `pareto=true` tags and parent-run artifacts.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,12 @@ from samprivacy.errors import ConfigError
 from samprivacy.files import write_json_atomic
 from samprivacy.spec import ResolvedStorage, SweepSpec, parse_spec
 from samprivacy.report import pareto, plots
-from samprivacy.sweep.search import ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, load_study
+from samprivacy.sweep.study import (ATTR_COPY_OF, ATTR_DUPLICATE_OF, ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, ATTR_UNITS,
+                                    STOP_REASON, load_study)
 
 SWEEP_FILE = "sweep.json"
+PROGRESS_FILE = "progress.json"  # the running driver's counts (running, pending, ...), rewritten every few seconds
+PROGRESS_STALE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,14 @@ class Sweep:
 
     @property
     def experiment_path(self) -> str:
-        return f"{self.storage.tune_storage.rstrip('/')}/{self.spec.name}"
+        return self.segment_path(0)
+
+    def segment_path(self, segment: int) -> str:
+        """The Tune experiment of one segment of the sweep: <tune storage>/<name>, then <name>.1, <name>.2, ..."""
+        return f"{self.storage.tune_storage.rstrip('/')}/{self.segment_name(segment)}"
+
+    def segment_name(self, segment: int) -> str:
+        return self.spec.name if segment == 0 else f"{self.spec.name}.{segment}"
 
     def save(self) -> Path:
         """Write workdir/sweep.json (atomically): what `resume`, `status` and `pareto` read back."""
@@ -53,34 +64,71 @@ def open_sweep(name: str, workdir: str | Path | None = None) -> Sweep:
 
 
 def trial_rows(sweep: Sweep) -> list[dict]:
-    """One row per Optuna trial: number, state, Tune trial id, params, objective values, failure reason."""
-    study = load_study(sweep.spec.name, sweep.storage.optuna_url)
+    """One row per Optuna trial (a proposal): number, state, the Tune trials that measured it (`trial_id` with one
+    seed), params, objective values (the mean over seeds, with `<objective>_std` when repeats > 1), the proposal
+    it duplicates or copies, the failure reason."""
+    spec = sweep.spec
+    study = load_study(spec.name, sweep.storage.optuna_url)
     rows = []
     for t in study.get_trials(deepcopy=False):
+        units = t.user_attrs.get(ATTR_UNITS, {})
         row = {"number": t.number, "state": t.state.name, "trial_id": t.user_attrs.get(ATTR_TUNE_TRIAL),
-               "params": dict(t.params), "fail_reason": t.user_attrs.get(ATTR_FAIL_REASON)}
-        row |= dict(zip(sweep.spec.objective_names, t.values if t.state == TrialState.COMPLETE else
-                        [None] * len(sweep.spec.objective_names)))
+               "trial_ids": ([u["trial"] for u in units.values() if u.get("trial")] if units else
+                             [t.user_attrs[ATTR_TUNE_TRIAL]] if ATTR_TUNE_TRIAL in t.user_attrs else []),
+               "params": dict(t.params), "duplicate_of": t.user_attrs.get(ATTR_DUPLICATE_OF),
+               "copy_of": t.user_attrs.get(ATTR_COPY_OF), "fail_reason": t.user_attrs.get(ATTR_FAIL_REASON)}
+        complete = t.state == TrialState.COMPLETE
+        row |= dict(zip(spec.objective_names, t.values if complete else [None] * len(spec.objective_names)))
+        if spec.repeats > 1:
+            seeds = [u["values"] for u in units.values() if u.get("values")]
+            row |= {f"{n}_std": (float(np.std([v[i] for v in seeds], ddof=1)) if complete and len(seeds) > 1
+                                 else None) for i, n in enumerate(spec.objective_names)}
         rows.append(row)
     return rows
 
 
-def sweep_status(sweep: Sweep) -> dict:
-    """Counts per trial state. A FAIL that is bookkeeping (marked stale, or a trial later completed after a
-    resume) is not a failed trial of the sweep."""
-    rows = trial_rows(sweep)
-    complete = {r["trial_id"] for r in rows if r["state"] == "COMPLETE"}
-    failures = [r for r in rows if r["state"] == "FAIL" and r["trial_id"] not in complete
-                and not (r["fail_reason"] or "").startswith("stale")]
-    return {"name": sweep.spec.name, "budget": sweep.spec.n_trials, "complete": len(complete),
-            "running": sum(r["state"] == "RUNNING" for r in rows), "failed": len(failures),
-            "workdir": str(sweep.storage.workdir),
+def measured_rows(rows: list[dict]) -> list[dict]:
+    """The measured configurations, each once: duplicates left out, a failed proposal that a resume completed
+    replaced by its completed copy."""
+    copied = {r["copy_of"] for r in rows if r["copy_of"] is not None}
+    return [r for r in rows if r["duplicate_of"] is None and r["number"] not in copied]
+
+
+def sweep_status(sweep: Sweep, rows: list[dict] | None = None, live: bool = True) -> dict:
+    """Counts of measured configurations (complete, failed; a failure that is bookkeeping, marked stale, is none),
+    duplicates and proposals; trials running and pending while a driver runs (its progress file); the front."""
+    rows = trial_rows(sweep) if rows is None else rows
+    measured = measured_rows(rows)
+    failures = [r for r in measured if r["state"] == "FAIL" and not _stale(r)]
+    live = live_progress(sweep) if live else {}
+    study_attrs = load_study(sweep.spec.name, sweep.storage.optuna_url).user_attrs
+    return {"name": sweep.spec.name, "budget": sweep.spec.n_trials, "repeats": sweep.spec.repeats,
+            "complete": sum(r["state"] == "COMPLETE" for r in measured), "failed": len(failures),
+            "duplicates": sum(r["duplicate_of"] is not None for r in rows),
+            "proposals": sum(r["copy_of"] is None and not _stale(r) for r in rows),
+            "running": live.get("running", 0), "pending": live.get("pending", 0), "driver": bool(live),
+            "stop_reason": study_attrs.get(STOP_REASON), "workdir": str(sweep.storage.workdir),
             "failures": [{"number": r["number"], "reason": r["fail_reason"]} for r in failures],
             "front": front_rows(sweep, rows)}
 
 
+def _stale(row: dict) -> bool:
+    """A FAIL that is bookkeeping (the driver stopped before the trial was recorded), not a failed trial."""
+    return row["state"] == "FAIL" and (row["fail_reason"] or "").startswith("stale")
+
+
+def live_progress(sweep: Sweep) -> dict:
+    """The running driver's last progress (`progress.json`, rewritten every few seconds); {} if none is fresh."""
+    path = sweep.storage.workdir / PROGRESS_FILE
+    try:
+        progress = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return progress if time.time() - progress.get("time", 0) < PROGRESS_STALE_S else {}
+
+
 def front_rows(sweep: Sweep, rows: list[dict] | None = None) -> list[dict]:
-    rows = [r for r in (rows if rows is not None else trial_rows(sweep)) if r["state"] == "COMPLETE"]
+    rows = [r for r in measured_rows(rows if rows is not None else trial_rows(sweep)) if r["state"] == "COMPLETE"]
     table = pareto.pareto_table(rows, sweep.spec.objectives)
     return [r for r in table if r["pareto"]]
 
@@ -88,7 +136,7 @@ def front_rows(sweep: Sweep, rows: list[dict] | None = None) -> list[dict]:
 def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
     """The non-dominated trials with configs and metrics, the hypervolume, and the plot files (2 objectives)."""
     spec = sweep.spec
-    rows = [r for r in trial_rows(sweep) if r["state"] == "COMPLETE"]
+    rows = [r for r in measured_rows(trial_rows(sweep)) if r["state"] == "COMPLETE"]
     names, modes = list(spec.objective_names), list(spec.objective_modes)
     points = np.array([[r[n] for n in names] for r in rows], dtype=float).reshape(len(rows), len(names))
     mask = pareto.non_dominated(points, modes) if rows else np.zeros(0, bool)
@@ -101,7 +149,7 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
     out = Path(out_dir) if out_dir else sweep.storage.workdir / "pareto"
     out.mkdir(parents=True, exist_ok=True)
     if len(names) == 2 and rows:
-        labels = [f"trial {r['number']} ({r['trial_id']})" for r in rows]
+        labels = [f"trial {r['number']} ({r['trial_id'] or ', '.join(r['trial_ids'])})" for r in rows]
         groups = [r["params"].get("optimizer", next(iter(spec.optimizers))) for r in rows]  # colour by optimizer
         kwargs = dict(names=names, mask=mask, labels=labels, groups=groups, title=f"{spec.name}: Pareto front")
         report["files"]["png"] = str(plots.plot_front_png(points, modes, out / "pareto.png", **kwargs))

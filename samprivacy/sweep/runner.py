@@ -1,9 +1,11 @@
-"""Run and resume sweeps: Ray Tune executes trials, SweepSearch (Optuna) proposes them, MLflow records them.
+"""Run and resume sweeps: Ray Tune executes units of work, SweepSearch (Optuna) proposes them, MLflow records them.
 
     run(spec)    -> a new sweep (refuses to overwrite one that exists: that is what resume is for)
-    resume(name) -> Tune restores unfinished and errored trials; finished ones never re-run; stale
-                    RUNNING Optuna trials are failed; the same MLflow runs are found again by their tags
-Both end by publishing the Pareto front (publish.py): `pareto=true` tags on trial runs, plots and tables on the
+    resume(name) -> Tune restores unfinished and errored trials; finished ones never re-run; open Optuna
+                    proposals are taken up again; the same MLflow runs are found again by their ids and tags
+A sweep runs as Tune experiments of at most SEGMENT_TRIALS trials each (`tune/<name>`, `<name>.1`, ...), so
+Tune's experiment state, its trial folders and the driver's memory stay bounded however long the sweep. Both
+end by publishing the Pareto front (publish.py): `pareto=true` tags on trial runs, plots and tables on the
 summary run, the front in the experiment's description.
 """
 
@@ -11,36 +13,44 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Callable
 
 import optuna
-import ray
+from optuna.trial import TrialState
 from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler
 
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
+from samprivacy.sweep.cluster import join_cluster, start_ray  # noqa: F401 (start_ray: runner's API)
+from samprivacy.sweep.progress import TrialStates, watching
 from samprivacy.sweep.publish import publish
-from samprivacy.sweep.results import Sweep, open_sweep, pareto_report, sweep_status, trial_rows
-from samprivacy.sweep.search import (SweepSearch, fail_stale_trials, load_study, objective_values, optuna_storage,
-                                     record_completion)
+from samprivacy.sweep.results import (PROGRESS_FILE, Sweep, measured_rows, open_sweep, pareto_report, sweep_status,
+                                      trial_rows)
+from samprivacy.sweep.search import SweepSearch
+from samprivacy.sweep.study import (STOP_REASON, complete_late, fail_stale_trials, load_study, objective_values,
+                                    optuna_storage)
 from samprivacy.sweep.tracking import TAG_TRIAL, Tracker
-from samprivacy.sweep.trial import SweepContext, run_sweep_trial
+from samprivacy.sweep.trial import RUN_TRIAL, SweepContext, run_sweep_trial
+
+SEGMENT_TRIALS = 1000  # Tune trials per Tune experiment (see the module's docstring)
 
 # Per-epoch reports carry no objectives (those come once, at the end): SweepSearch checks them itself.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-# Save Tune's experiment state every 5 s (default: at least 10 s) so a killed driver loses little.
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
-# Every epoch checkpoint forces a snapshot (num_to_keep=1): intended, so Tune's warning about it is noise.
+# Every trial checkpoint forces a snapshot (num_to_keep=1): intended, so Tune's warning about it is noise.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
+# No result.json / progress.csv / TensorBoard files per trial: MLflow holds every metric and curve.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # Tune's new console output prints an experiment box even with verbose=0; the CLI shows its own progress.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 Progress = Callable[[dict], None]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("mlflow").setLevel(logging.WARNING)
+# Tune's results grid looks for the per-trial result files that the disabled loggers would write: expected.
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 def prepare(spec: SweepSpec, workdir: str | Path | None = None) -> Sweep:
@@ -50,8 +60,11 @@ def prepare(spec: SweepSpec, workdir: str | Path | None = None) -> Sweep:
 
 
 def run(spec: SweepSpec, *, workdir: str | Path | None = None, address: str | None = None,
-        spec_file: str | Path | None = None, on_progress: Progress | None = None) -> dict:
+        spec_file: str | Path | None = None, on_progress: Progress | None = None, work: str | None = None) -> dict:
+    """A new sweep. `work`: the "module:function" each trial runs instead of pipeline.run_trial (tests and
+    benchmarks give a trivial one); a resume must be given the same."""
     sweep = prepare(spec, workdir)
+    note = join_cluster(spec.resources, address)  # first: a trial no node can hold stops the sweep before any state
     if (sweep.storage.workdir / "sweep.json").exists() or tune.Tuner.can_restore(sweep.experiment_path):
         raise ConfigError(f"sweep '{spec.name}' already has state in {sweep.storage.workdir}; continue it with "
                           f"`samprivacy resume {spec.name} --workdir {sweep.storage.workdir}`, or choose another "
@@ -62,7 +75,7 @@ def run(spec: SweepSpec, *, workdir: str | Path | None = None, address: str | No
                           f"its workdir, or give this one another `name`")
     preflight(spec)
     sweep.save()
-    return _execute(sweep, address, spec_file, on_progress, restore=False)
+    return _execute(sweep, spec_file, on_progress, note, work)
 
 
 def preflight(spec: SweepSpec) -> None:
@@ -76,29 +89,21 @@ def preflight(spec: SweepSpec) -> None:
 
 
 def resume(name: str, *, workdir: str | Path | None = None, address: str | None = None,
-           on_progress: Progress | None = None) -> dict:
+           on_progress: Progress | None = None, work: str | None = None) -> dict:
     sweep = open_sweep(name, workdir)
-    return _execute(sweep, address, None, on_progress, restore=_restorable(sweep.experiment_path))
+    note = join_cluster(sweep.spec.resources, address)
+    return _execute(sweep, None, on_progress, note, work)
+
 
 
 def _restorable(path: str) -> bool:
     """Tune can resume only from an experiment-state snapshot. `Tuner.can_restore` also says yes when just
-    tuner.pkl exists (a driver killed before its first snapshot), and the restore then half-fails; start afresh
-    instead: Optuna's orphaned trial is failed as stale, MLflow's partial run is cleaned up in finalize."""
+    tuner.pkl exists (a driver killed before its first snapshot), and the restore then half-fails; start that
+    segment afresh instead: its open Optuna proposals are taken up again, MLflow's partial runs are cleaned up
+    in finalize."""
     if "://" in path:  # object storage: trust Tune
         return tune.Tuner.can_restore(path)
     return any(Path(path).glob("experiment_state-*.json"))
-
-
-def start_ray(address: str | None) -> None:
-    """Join `address`, or the cluster a Ray job runs in (RAY_ADDRESS), or start a private local Ray.
-
-    "local" matters: a bare ray.init() would attach to any cluster `ray start` left running on this machine.
-    """
-    if ray.is_initialized():
-        return
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", logging_level=logging.WARNING,
-             log_to_driver=False, **({} if address or os.environ.get("RAY_ADDRESS") else {"include_dashboard": False}))
 
 
 def _tracker(sweep: Sweep) -> Tracker:
@@ -113,96 +118,102 @@ def _data_root(spec: SweepSpec) -> str | None:
     return str(Path(spec.data_root).expanduser().resolve()) if spec.data_root else None
 
 
-def _execute(sweep: Sweep, address: str | None, spec_file, on_progress: Progress | None, restore: bool) -> dict:
+def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | None, work: str | None) -> dict:
+    """Run the sweep's segments: first every earlier one that Tune can restore (its unfinished and errored
+    trials), then new ones while the book wants more (a restored searcher takes up open proposals)."""
     spec = sweep.spec
     tracker = _tracker(sweep)
     parent = tracker.parent_run(spec.canonical_json(), spec_file)
     tracker.set_tags(parent, {"samprivacy.spec_hash": spec.spec_hash(), "samprivacy.workdir": str(sweep.storage.workdir)})
-    start_ray(address)
-    context = SweepContext(spec, sweep.storage.mlflow_uri, parent, _data_root(spec),
-                           references=str(sweep.storage.workdir / "references"))
-    trainable = tune.with_resources(tune.with_parameters(run_sweep_trial, ctx=context),
+    ctx = SweepContext(spec, sweep.storage.mlflow_uri, parent, _data_root(spec),
+                       references=str(sweep.storage.workdir / "references"), work=work or RUN_TRIAL)
+    trainable = tune.with_resources(tune.with_parameters(run_sweep_trial, ctx=ctx),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-    if restore:
-        tuner = tune.Tuner.restore(sweep.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(search_alg=SweepSearch(spec, sweep.storage.optuna_url),
-                                        num_samples=spec.n_trials, max_concurrent_trials=spec.max_concurrent,
-                                        reuse_actors=True),  # a new actor per trial re-imports torch: seconds
-            run_config=tune.RunConfig(
-                name=spec.name, storage_path=sweep.storage.tune_storage, verbose=0,
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-    with _polling(sweep, on_progress):
-        grid = tuner.fit()
-    finished = {r.metrics["trial_id"]: r.metrics for r in grid if r.error is None and r.metrics.get("trial_id")}
-    return finalize(sweep, tracker, parent, finished)
+    late = []  # trials a restore finished: their proposal may have failed before (an error)
+    with watching(spec.name, sweep.storage.workdir / PROGRESS_FILE, on_progress, note) as watch:
+        segment = 0
+        while _restorable(sweep.segment_path(segment)):
+            tuner = tune.Tuner.restore(sweep.segment_path(segment), trainable, resume_unfinished=True,
+                                       resume_errored=True)
+            late += [r for r in tuner.fit() if r.error is None and r.config and "optuna_trial" in r.config]
+            if watch.search is not None:
+                watch.search.flush()  # Tune's final snapshot of this experiment is on storage
+            segment += 1
+        while (search := SweepSearch(ctx, sweep.storage.optuna_url, SEGMENT_TRIALS)).has_work():
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=search, num_samples=-1, max_concurrent_trials=spec.max_concurrent,
+                                            scheduler=LiveFIFOScheduler(),
+                                            reuse_actors=True),  # a new actor per trial re-imports torch: seconds
+                run_config=tune.RunConfig(
+                    name=sweep.segment_name(segment), storage_path=sweep.storage.tune_storage, verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[TrialStates(spec.name)]))
+            tuner.fit()
+            search.flush()
+            segment += 1
+        watch.search = search
+        outcome = finalize(sweep, tracker, parent, late, search.book.stop_reason())
+        watch.tick(force=True)
+    return outcome | {"note": note}
 
 
-def finalize(sweep: Sweep, tracker: Tracker, parent: str, finished: dict[str, dict]) -> dict:
+class LiveFIFOScheduler(FIFOScheduler):
+    """Tune's FIFO scheduler looks for a pending trial among all trials, finished ones included, on every step:
+    O(trials) per step. The live ones suffice."""
+
+    def choose_trial_to_run(self, tune_controller):
+        for status in (Trial.PENDING, Trial.PAUSED):
+            for trial in tune_controller.get_live_trials():
+                if trial.status == status:
+                    return trial
+        return None
+
+
+def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reason: str | None) -> dict:
     """Reconcile Optuna and MLflow with Tune's final results, then publish the Pareto front to MLflow.
 
-    `finished` maps Tune trial ids to their last result. Tune has returned, so no trial is live: an Optuna trial
-    still RUNNING belongs to none, and a child run still RUNNING is either a failed trial's or an orphan's.
-    """
-    study = load_study(sweep.spec.name, sweep.storage.optuna_url)
+    `late` holds results of trials that a restore finished: a proposal that failed when one of them errored is
+    completed by a copy. Tune has returned, so no trial is live: an Optuna trial still RUNNING belongs to none,
+    and a trial run still RUNNING is either a failed trial's or an orphan's (started by a driver that died)."""
+    spec = sweep.spec
+    study = load_study(spec.name, sweep.storage.optuna_url)
+    failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    for result in late:
+        values, reason = objective_values(result.metrics, list(spec.objective_names), error=False)
+        if reason is None and result.config["optuna_trial"] in failed:
+            complete_late(study, spec, result.config["optuna_trial"], result.config["seed"],
+                          result.metrics["trial_id"], values)
     fail_stale_trials(study)
-    for trial_id, result in finished.items():  # e.g. an errored trial that a resume finished
-        values, reason = objective_values(result, list(sweep.spec.objective_names), error=False)
-        if reason is None:
-            record_completion(study, trial_id, values)
+    if stop_reason:
+        study.set_user_attr(STOP_REASON, stop_reason)
     rows = trial_rows(sweep)
-    complete = {r["trial_id"] for r in rows if r["state"] == "COMPLETE"}
-    failed = {r["trial_id"]: r["fail_reason"] for r in rows if r["state"] == "FAIL" and r["trial_id"]
-              and not (r["fail_reason"] or "").startswith("stale")}
-    for run in tracker.child_runs():
+    measured = measured_rows(rows)
+    complete = {i for r in measured if r["state"] == "COMPLETE" for i in r["trial_ids"]}
+    failures = {i: r["fail_reason"] for r in rows if r["state"] == "FAIL" for i in r["trial_ids"]}
+    for run in tracker.child_runs(status="RUNNING"):
         trial_id = run.data.tags.get(TAG_TRIAL)
-        if run.info.status in ("FINISHED", "FAILED") or trial_id in complete:
+        if trial_id in complete:
             continue
-        if trial_id in failed:  # errored on its last retry: say so instead of RUNNING forever
-            tracker.finish(run.info.run_id, failed_reason=failed[trial_id] or "the trial raised an error")
+        if trial_id in failures:  # errored on its last retry: say so instead of RUNNING forever
+            tracker.finish(run.info.run_id, failed_reason=failures[trial_id] or "the trial raised an error")
         else:  # a trial the record never kept (the driver died as it started): a partial run, to the trash
             tracker.client.delete_run(run.info.run_id)
-    report = pareto_report(sweep)  # Optuna's record, one point per Optuna trial (`samprivacy pareto`)
+    report = pareto_report(sweep)  # Optuna's record, one point per proposal (`samprivacy pareto`)
+    tracker.tag_config_runs({r["number"] for r in report["front"]})
     tracker.client.log_artifact(parent, report["files"]["json"], "pareto")
     # What people read: the front of configuration means, plots, tables, the experiment's description (MLflow)
     published = publish(sweep.spec, tracker, parent, sweep.storage.workdir / "report")
-    status = sweep_status(sweep)
+    status = sweep_status(sweep, rows, live=False)
     metrics = {"trials_complete": status["complete"], "trials_failed": status["failed"],
+               "trials_duplicate": status["duplicates"], "proposals": status["proposals"],
                "pareto_size": published.report.front_size}
     if published.report.hypervolume is not None:
         metrics["hypervolume"] = published.report.hypervolume
     tracker.log_metrics(parent, metrics)
+    if stop_reason:
+        tracker.set_tags(parent, {"samprivacy.stop_reason": stop_reason})
     tracker.finish(parent)  # Tune returned: every trial reached a final state
     return {"status": status, "pareto": report, "parent_run_id": parent, "experiment_id": tracker.experiment_id,
             "mlflow_uri": sweep.storage.mlflow_uri, "ui_path": published.ui_path,
             "report_dir": str(published.report.folder)}
-
-
-class _polling:
-    """Call on_progress(status) about once a second while the sweep runs (reads the Optuna study only)."""
-
-    def __init__(self, sweep: Sweep, on_progress: Progress | None):
-        self.sweep, self.on_progress, self.stop = sweep, on_progress, threading.Event()
-
-    def _loop(self) -> None:
-        while not self.stop.wait(1.0):
-            try:
-                self.on_progress(sweep_status(self.sweep))
-            except Exception:  # the study may be mid-write; the next poll will do
-                pass
-
-    def __enter__(self):
-        if self.on_progress is not None:
-            self.thread = threading.Thread(target=self._loop, daemon=True)
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        if self.on_progress is not None and exc[0] is None:
-            self.thread.join()
-            self.on_progress(sweep_status(self.sweep))  # the final state, not the last poll's
-        return False

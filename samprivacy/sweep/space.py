@@ -11,8 +11,10 @@ TrialConfig, so it is no search dimension. Suggestion order: dataset, seed, opti
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import itertools
+import json
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,8 +25,8 @@ from optuna.samplers import BaseSampler, GPSampler, GridSampler, NSGAIISampler, 
 from samprivacy.errors import ConfigError
 from samprivacy.spec import Param, SweepSpec, TrialConfig, field_kind, parse_trial_config
 
-__all__ = ["SAMPLERS", "ConditionalGridSampler", "config_from_params", "directions", "grid_combos", "make_sampler",
-           "param_names", "suggest_params", "suggest_trial_config"]
+__all__ = ["SAMPLERS", "ConditionalGridSampler", "config_from_params", "config_id", "directions", "grid_combos",
+           "make_sampler", "param_names", "suggest_params", "suggest_trial_config", "unit_seeds"]
 
 
 def directions(spec: SweepSpec) -> list[str]:
@@ -34,7 +36,7 @@ def directions(spec: SweepSpec) -> list[str]:
 
 def _categorical(spec: SweepSpec) -> dict[str, tuple]:
     """The top-level categorical dimensions: only those with more than one option."""
-    options = {"dataset": spec.datasets, "seed": spec.seeds, "optimizer": tuple(spec.optimizers)}
+    options = {"dataset": spec.datasets, "seed": spec.searched_seeds, "optimizer": tuple(spec.optimizers)}
     return {name: values for name, values in options.items() if len(values) > 1}
 
 
@@ -80,6 +82,19 @@ def config_from_params(spec: SweepSpec, params: dict[str, Any]) -> TrialConfig:
         fields[field] = p.fixed if p.is_fixed else params[f"{optimizer}.{field}"]
     fields |= {field: params[field] for field, p in spec.train.params().items() if not p.is_fixed}
     return parse_trial_config(fields)
+
+
+def unit_seeds(spec: SweepSpec, params: dict[str, Any]) -> tuple[int, ...]:
+    """The seeds a proposal trains on: every seed with repeats > 1, else its own (searched or fixed) seed."""
+    return spec.seeds if spec.repeats > 1 else (params.get("seed", spec.seeds[0]),)
+
+
+def config_id(config: TrialConfig) -> str:
+    """A stable id of a configuration without its seed: the same settings give the same id (duplicates and
+    replicates are found by it, and MLflow runs carry it as `samprivacy.config_id`)."""
+    document = config.model_dump(mode="json")
+    document.pop("seed")
+    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def suggest_trial_config(trial: optuna.Trial, spec: SweepSpec) -> TrialConfig:

@@ -24,6 +24,9 @@ from samprivacy.spec import OBJECTIVE_METRICS
 
 TAG_SWEEP_RUN = "samprivacy.sweep_run_id"  # on trial runs: their sweep's summary run
 TAG_NOTE = "mlflow.note.content"  # a run's or an experiment's description (markdown) in the UI
+TAG_SEED = "samprivacy.seed"  # a trial run's seed (with the config id: the unit it measures)
+TAG_PROPOSAL = "samprivacy.proposal"  # the Optuna trial number of a config or duplicate run
+TAG_DUPLICATE_OF = "samprivacy.duplicate_of"  # on a duplicate: the run whose measurement it reuses
 TAG_PARETO = "pareto"
 TAG_FAILURE = "samprivacy.failure"
 # Classic model development, as far as MLflow records it (its 3.17 UI still opens an experiment on the GenAI
@@ -72,8 +75,8 @@ class Tracker:
                 self.client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
         return experiment_id
 
-    def _find(self, **tags: str) -> list:
-        return search(self.client, self.experiment_id, **tags)
+    def _find(self, _status: str | None = None, **tags: str) -> list:
+        return search(self.client, self.experiment_id, status=_status, **tags)
 
     def parent_run(self, spec_json: str | None = None, spec_file: str | Path | None = None) -> str:
         """The sweep's parent run: found by tag, created (with the spec and git revision) only the first time."""
@@ -91,18 +94,52 @@ class Tracker:
             self.client.log_text(run.info.run_id, spec_json, "spec/resolved.json")
         return run.info.run_id
 
-    def child_run(self, trial_id: str, parent_run_id: str, params: dict, run_name: str | None = None) -> str:
-        """The trial's run: the same one again after a retry or a resume."""
-        runs = self._find(**{TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id})
+    def child_run(self, trial_id: str, parent_run_id: str, params: dict, run_name: str | None = None, *,
+                  tags: dict[str, str] | None = None, search: bool = True) -> str:
+        """The trial's run: the same one again after a retry or a resume. `search=False`: the caller knows there
+        is none yet (the driver, creating it as Tune queues the trial), so no search."""
+        runs = self._find(**{TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id}) if search else []
         if runs:
             return runs[0].info.run_id
         run = self.client.create_run(self.experiment_id, run_name=run_name or trial_id, tags={
-            TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id, TAG_KIND: "trial", TAG_SWEEP_RUN: parent_run_id})
+            TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id, TAG_KIND: "trial", TAG_SWEEP_RUN: parent_run_id,
+            **(tags or {})})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def child_runs(self) -> list:
-        return self._find(**{TAG_SWEEP: self.sweep, TAG_KIND: "trial"})
+    def unit_run(self, config_id: str, seed: int) -> str | None:
+        """The trial run of an earlier attempt at this configuration and seed that did not fail: a driver that
+        takes the unit up again continues it (or, finished, reports it again) instead of starting another."""
+        runs = self._find(**{TAG_SWEEP: self.sweep, TAG_KIND: "trial", TAG_CONFIG: config_id, TAG_SEED: str(seed)})
+        ranked = sorted((r for r in runs if r.info.status in ("FINISHED", "RUNNING")),
+                        key=lambda r: (r.info.status != "FINISHED", -r.info.start_time))
+        return ranked[0].info.run_id if ranked else None
+
+    def find_run(self, **tags: str) -> str | None:
+        """The id of this sweep's (first) run with these tags, if any."""
+        runs = self._find(**{TAG_SWEEP: self.sweep}, **tags)
+        return runs[0].info.run_id if runs else None
+
+    def record_run(self, kind: str, key: dict[str, str], parent_run_id: str, params: dict, metrics: dict,
+                   tags: dict[str, str], run_name: str, failed_reason: str | None = None) -> str:
+        """A finished run that holds no training of its own (a configuration's aggregate over seeds, a duplicate):
+        found again by `key` (tags), so a resume never records it twice."""
+        found = self.find_run(**{TAG_KIND: kind}, **key)
+        if found is not None:
+            return found
+        # bookkeeping, not measurements: nested under the summary run, so the runs table shows the trials
+        run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags={
+            TAG_SWEEP: self.sweep, TAG_KIND: kind, "mlflow.parentRunId": parent_run_id, **key, **tags}).info.run_id
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items()) if v is not None],
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()
+                                       if isinstance(v, (int, float)) and math.isfinite(v)])
+        self.finish(run_id, failed_reason)
+        return run_id
+
+    def child_runs(self, kind: str = "trial", status: str | None = None) -> list:
+        """This sweep's runs of `kind`; `status` (e.g. RUNNING) narrows the search in the store."""
+        return self._find(**{TAG_SWEEP: self.sweep, TAG_KIND: kind}, _status=status)
 
     def log_params(self, run_id: str, params: dict) -> None:
         items = [Param(k, str(v)) for k, v in sorted(params.items()) if v is not None]
@@ -112,13 +149,17 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         self.log_metric_rows(run_id, [(step, metrics)])
 
-    def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]]) -> None:
-        """Log several steps' metrics in as few requests as MLflow allows (non-finite values are skipped)."""
+    def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]],
+                        tags: dict[str, str] | None = None) -> None:
+        """Log several steps' metrics (and tags) in as few requests as MLflow allows (non-finite values are
+        skipped)."""
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for step, metrics in rows for k, v in metrics.items()
                  if isinstance(v, (int, float)) and math.isfinite(v)]
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(run_id, metrics=items[i:i + _BATCH])
+        tag_items = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(items), 1), _BATCH):
+            if items[i:i + _BATCH] or (i == 0 and tag_items):
+                self.client.log_batch(run_id, metrics=items[i:i + _BATCH], tags=tag_items if i == 0 else [])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -145,13 +186,13 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_experiment_tag(self.experiment_id, key, value)
 
-    def tag_pareto(self, front_trial_ids: set[str]) -> int:
-        """Tag every child run pareto=true/false; returns how many are on the front."""
-        for run in self.child_runs():
-            on_front = run.data.tags.get(TAG_TRIAL) in front_trial_ids
-            if run.data.tags.get(TAG_PARETO) != str(on_front).lower():
-                self.client.set_tag(run.info.run_id, TAG_PARETO, str(on_front).lower())
-        return len(front_trial_ids)
+    def tag_config_runs(self, front_proposals: set[int]) -> None:
+        """Tag every config run (a configuration's aggregate over its seeds) pareto=true/false by whether its
+        proposal is on Optuna's front."""
+        for run in self.child_runs("config"):
+            on_front = str(run.data.tags.get(TAG_PROPOSAL) in {str(n) for n in front_proposals}).lower()
+            if run.data.tags.get(TAG_PARETO) != on_front:
+                self.client.set_tag(run.info.run_id, TAG_PARETO, on_front)
 
 
 def trial_metrics(summary: dict) -> dict[str, float]:

@@ -198,12 +198,46 @@ def test_token_authentication_errors(ray_head, tmp_path):
 
 @pytest.mark.slow
 def test_follow_exits_1_when_the_job_fails(ray_head, tmp_path):
-    result = run_cli("submit", str(write_spec(tmp_path)), "--address", ray_head.address, "--follow",
-                     "--python", "false", env=ray_head.env, cwd=tmp_path)
+    spec = write_spec(tmp_path, datasets=["purchase100"], data_root=str(tmp_path / "no-such-folder"))
+    result = run_cli("submit", str(spec), "--address", ray_head.address, "--follow", env=ray_head.env, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     job_id = result.stdout.splitlines()[0]
     assert job_id.startswith("samprivacy-tiny-submit-")
     assert f"job {job_id}: FAILED" in one_line(result.stderr)
+    assert "no-such-folder" in result.stdout  # the job's own error, streamed back
+
+
+def fake_python(folder: Path, version: str | None) -> Path:
+    """An interpreter for the job: this venv's Python without site-packages (so no samprivacy), or with a
+    samprivacy that reports another version."""
+    script = folder / "fake-python"
+    if version is None:
+        script.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    else:
+        (folder / "other" / "samprivacy").mkdir(parents=True)
+        (folder / "other" / "samprivacy" / "__init__.py").write_text(f"__version__ = {version!r}\n")
+        script.write_text(f"#!/bin/sh\nPYTHONPATH={folder / 'other'} exec {sys.executable} -S \"$@\"\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version, message", [
+    (None, "cannot import samprivacy (ModuleNotFoundError: No module named 'samprivacy')"),
+    ("0.0.1", "has samprivacy 0.0.1, this machine"),
+])
+def test_submit_refuses_a_cluster_python_without_this_samprivacy(ray_head, tmp_path, version, message):
+    python = fake_python(tmp_path, version)
+    client = submit.connect(ray_head.address, token=ray_head.token)
+    before = {j.submission_id for j in client.list_jobs()}
+    result = run_cli("submit", str(write_spec(tmp_path)), "--address", ray_head.address, "--python", str(python),
+                     env=ray_head.env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""  # no job id: nothing was submitted
+    err = one_line(result.stderr)
+    assert message in err and "pass --python with the interpreter that has it" in err
+    new_jobs = [j for j in client.list_jobs() if j.submission_id not in before]
+    assert [j.metadata for j in new_jobs] == [{"samprivacy.check": "interpreter"}]  # the check job, no sweep job
 
 
 @pytest.mark.slow

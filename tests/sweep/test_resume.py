@@ -34,9 +34,10 @@ def samprivacy(*args: str, **kwargs) -> subprocess.Popen:
 
 
 def trial_states(workdir) -> list[TrialState]:
+    """States of the measured proposals (duplicates, told at once, left out)."""
     try:
         study = optuna.load_study(study_name="killme", storage=f"sqlite:///{workdir}/optuna.db")
-        return [t.state for t in study.get_trials(deepcopy=False)]
+        return [t.state for t in study.get_trials(deepcopy=False) if "duplicate_of" not in t.user_attrs]
     except Exception:  # not created yet
         return []
 
@@ -48,23 +49,25 @@ def test_sigkill_then_resume_finishes_the_budget_exactly_once(tmp_path, kill_whe
     workdir = tmp_path / "work"
     log = open(tmp_path / "run.log", "w")
     driver = samprivacy("run", str(spec_file), "--workdir", str(workdir), stdout=log, stderr=log)
-    ready = {"first_trial_running": lambda s: TrialState.RUNNING in s,
-             "three_trials_complete": lambda s: s.count(TrialState.COMPLETE) >= 3}[kill_when]
+    # three trials complete: their MLflow runs finished (Optuna hears a snapshot later, see SweepSearch)
+    ready = {"first_trial_running": lambda: TrialState.RUNNING in trial_states(workdir),
+             "three_trials_complete": lambda: finished_runs(workdir, "killme") >= 3}[kill_when]
     deadline = time.monotonic() + 240
-    while not ready(trial_states(workdir)):
+    while not ready():
         assert driver.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the sweep never reached the kill point"
         time.sleep(0.2)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    assert trial_states(workdir).count(TrialState.COMPLETE) < BUDGET
+    assert finished_runs(workdir, "killme") < BUDGET
 
     resumed = samprivacy("resume", "killme", "--workdir", str(workdir), stdout=log, stderr=log)
     assert resumed.wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
 
     study = optuna.load_study(study_name="killme", storage=f"sqlite:///{workdir}/optuna.db")
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs]
+    duplicates = [t for t in study.trials if "duplicate_of" in t.user_attrs]
     optuna_ids = [t.user_attrs["tune_trial_id"] for t in complete]
 
     from ray.tune import ExperimentAnalysis
@@ -74,13 +77,16 @@ def test_sigkill_then_resume_finishes_the_budget_exactly_once(tmp_path, kill_whe
 
     client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     experiment = client.get_experiment_by_name("killme")
-    children = [r for r in client.search_runs([experiment.experiment_id], max_results=1000)
-                if r.data.tags.get("samprivacy.kind") == "trial"]
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    children = [r for r in runs if r.data.tags.get("samprivacy.kind") == "trial"]
     mlflow_ids = [r.data.tags["samprivacy.trial_id"] for r in children]
 
     assert len(tune_trials) == BUDGET
     assert len(complete) == len(tune_ids) == len(children) == BUDGET
     assert sorted(optuna_ids) == sorted(tune_ids) == sorted(mlflow_ids)  # the same trials, none twice
+    # proposals that repeated a measured configuration: told in Optuna, recorded (not trained) in MLflow
+    assert all(t.state == TrialState.COMPLETE for t in duplicates)
+    assert len([r for r in runs if r.data.tags.get("samprivacy.kind") == "duplicate"]) == len(duplicates)
     assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in children)
     assert_whole_curves(client, children, SPEC["train"]["epochs"])
 
@@ -96,9 +102,9 @@ def assert_whole_curves(client, runs, epochs):
 
 def test_a_killed_trial_worker_is_retried_from_its_last_epoch(tmp_path):
     """SIGKILL the Ray worker running a trial: Tune retries it (max_failures) from its epoch checkpoint."""
-    spec = {**SPEC, "name": "crash", "seeds": [0], "optimizers": {"sgd": {}}, "trials": 2, "max_concurrent": 1,
-            "max_failures": 1, "checkpoint_interval_s": 0, "train": {"epochs": 8, "batch_size": 32, "lr": 0.05},
-            "sampler": {"name": "random", "seed": 0}}
+    spec = {**SPEC, "name": "crash", "seeds": [0], "optimizers": {"sgd": {}}, "trials": None, "max_concurrent": 1,
+            "max_failures": 1, "checkpoint_interval_s": 0, "sampler": {"name": "grid", "seed": 0},
+            "train": {"epochs": 8, "batch_size": 32, "lr": {"choices": [0.05, 0.04]}}}
     spec_file = tmp_path / "crash.yaml"
     spec_file.write_text(json.dumps(spec))
     workdir = tmp_path / "work"
@@ -136,9 +142,9 @@ def test_a_killed_trial_worker_is_retried_from_its_last_epoch(tmp_path):
 def test_an_errored_trial_is_failed_everywhere_then_completed_by_resume(tmp_path):
     """max_failures 0: a killed worker errors its trial. The sweep ends with it FAILED in MLflow (not RUNNING)
     and counted failed; `resume` re-runs it from its checkpoint and Optuna records it COMPLETE."""
-    spec = {**SPEC, "name": "errored", "seeds": [0], "optimizers": {"sgd": {}}, "trials": 2, "max_concurrent": 1,
-            "max_failures": 0, "checkpoint_interval_s": 0, "train": {"epochs": 30, "batch_size": 32, "lr": 0.05},
-            "sampler": {"name": "random", "seed": 0}}
+    spec = {**SPEC, "name": "errored", "seeds": [0], "optimizers": {"sgd": {}}, "trials": None,
+            "max_concurrent": 1, "max_failures": 0, "checkpoint_interval_s": 0, "sampler": {"name": "grid", "seed": 0},
+            "train": {"epochs": 30, "batch_size": 32, "lr": {"choices": [0.05, 0.04]}}}
     spec_file = tmp_path / "errored.yaml"
     spec_file.write_text(json.dumps(spec))
     workdir = tmp_path / "work"
@@ -176,6 +182,16 @@ def test_an_errored_trial_is_failed_everywhere_then_completed_by_resume(tmp_path
     assert json.loads(status.stdout)["failed"] == 0 and json.loads(status.stdout)["complete"] == 2
 
 
+def finished_runs(workdir, name) -> int:
+    """How many trial runs of sweep `name` have finished (0 before its MLflow store exists)."""
+    try:
+        client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+        return len(client.search_runs([client.get_experiment_by_name(name).experiment_id],
+                                      "tags.`samprivacy.kind` = 'trial' and attributes.status = 'FINISHED'"))
+    except Exception:
+        return 0
+
+
 def epochs_logged(client, name) -> int:
     """The most epochs any trial of sweep `name` has logged so far (0 before its MLflow store exists)."""
     try:
@@ -211,3 +227,76 @@ def descendants(root: int) -> list[int]:
         found += children
         frontier += children
     return found
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Duplicates across a kill: a space smaller than the budget, trials that train nothing (sweep/trivial.py)
+
+SMALL = {"name": "small", "datasets": ["digits"], "seeds": [0, 1], "optimizers": {"sgd": {}},
+         "train": {"epochs": 6, "lr": 0.05}, "attacks": ["loss"], "trials": 6, "max_concurrent": 2,
+         # random with seed 1 proposes seeds 1, 1, 0: the second proposal repeats the first while it trains
+         "sampler": {"name": "random", "seed": 1}, "checkpoint_interval_s": 0}
+
+
+def trivial_driver(command: str, workdir, log) -> subprocess.Popen:
+    """`runner.run` / `runner.resume` in a fresh driver whose trials train nothing (sweep/trivial.py, 0.5 s epochs)."""
+    call = (f"runner.run(parse_spec({SMALL!r}), workdir={str(workdir)!r}, work=TRIVIAL)" if command == "run" else
+            f"runner.resume('small', workdir={str(workdir)!r}, work=TRIVIAL)")
+    code = ("from samprivacy.spec import parse_spec; from samprivacy.sweep import runner; "
+            f"from samprivacy.sweep.trivial import TRIVIAL; {call}")
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "SAMPRIVACY_TRIVIAL_EPOCH_S": "0.5"}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True, stdout=log, stderr=log)
+
+
+def study_of(workdir, name="small"):
+    try:
+        return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir}/optuna.db").get_trials(deepcopy=False)
+    except Exception:  # not created yet
+        return []
+
+
+def test_a_space_smaller_than_the_budget_trains_each_configuration_once_across_a_kill(tmp_path):
+    """Killed while a duplicate waits for the trial it repeats: after the resume nothing trained twice, and
+    Optuna, MLflow and Tune agree."""
+    workdir, log = tmp_path / "work", open(tmp_path / "run.log", "w")
+    driver = trivial_driver("run", workdir, log)
+    deadline = time.monotonic() + 240
+    while not any("duplicate_of" in t.user_attrs for t in study_of(workdir)):
+        assert driver.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the sweep never reached the kill point"
+        time.sleep(0.1)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+
+    trials = study_of(workdir)
+    measured = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert sorted(t.params["seed"] for t in measured) == [0, 1] and duplicates  # (seeds 1, 1 came first)
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    by_number = {t.number: t for t in measured}
+    for t in duplicates:  # each repeats a measured configuration and carries its objectives
+        assert by_number[t.user_attrs["duplicate_of"]].params == t.params
+        assert by_number[t.user_attrs["duplicate_of"]].values == t.values
+    from ray.tune import ExperimentAnalysis
+
+    tune_trials = ExperimentAnalysis(str(workdir / "tune" / "small")).trials
+    assert sorted(t.status for t in tune_trials) == ["TERMINATED", "TERMINATED"]  # each configuration once
+    assert sorted(t.trial_id for t in tune_trials) == sorted(t.user_attrs["tune_trial_id"] for t in measured)
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("small").experiment_id], max_results=1000)
+    kinds = sorted(r.data.tags["samprivacy.kind"] for r in runs)
+    assert kinds == ["duplicate"] * len(duplicates) + ["sweep", "trial", "trial"]
+    run_of = {r.data.tags.get("samprivacy.trial_id"): r.info.run_id for r in runs}
+    duplicate_runs = {int(r.data.tags["samprivacy.proposal"]): r for r in runs
+                      if r.data.tags["samprivacy.kind"] == "duplicate"}
+    for t in duplicates:  # each duplicate run points at the trial run that measured its configuration
+        original = by_number[t.user_attrs["duplicate_of"]].user_attrs["tune_trial_id"]
+        assert duplicate_runs[t.number].data.tags["samprivacy.duplicate_of"] == run_of[original]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    status = subprocess.run([sys.executable, "-m", "samprivacy.cli", "status", "small", "--workdir", str(workdir),
+                             "--json"], capture_output=True, text=True)
+    status = json.loads(status.stdout)
+    assert (status["complete"], status["failed"]) == (2, 0)
+    assert (status["duplicates"], status["proposals"]) == (len(duplicates), len(trials))
+    assert "holds 2 distinct configurations and every one is measured" in status["stop_reason"]

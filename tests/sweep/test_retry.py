@@ -86,10 +86,10 @@ def test_every_storage_call_of_a_study_is_retried(tmp_path):
 
 
 def test_database_servers_get_the_resilient_storage_and_sqlite_does_not(tmp_path, monkeypatch):
-    from samprivacy.sweep import search
+    from samprivacy.sweep import study
 
     assert type(optuna_storage(f"sqlite:///{tmp_path / 'o.db'}")) is optuna.storages.RDBStorage
     made = []
-    monkeypatch.setattr(search, "ResilientRDBStorage", lambda url, **kwargs: made.append((url, kwargs)))
+    monkeypatch.setattr(study, "ResilientRDBStorage", lambda url, **kwargs: made.append((url, kwargs)))
     optuna_storage("postgresql://optuna@db:5432/optuna")  # no server here: only which storage, and how
     assert made == [("postgresql://optuna@db:5432/optuna", {"engine_kwargs": {"pool_pre_ping": True}})]

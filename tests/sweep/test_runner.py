@@ -46,6 +46,7 @@ def test_a_sweep_leaves_one_parent_and_one_child_per_trial(tmp_path, capsys):
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     parents = [r for r in runs if r.data.tags.get(TAG_KIND) == "sweep"]
     children = [r for r in runs if r.data.tags.get(TAG_KIND) == "trial"]
+    duplicates = [r for r in runs if r.data.tags.get(TAG_KIND) == "duplicate"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 4 and len({r.data.tags[TAG_TRIAL] for r in children}) == 4
     # trial runs at the top level (MLflow's runs table would collapse nested runs), pointing to the summary run
@@ -62,7 +63,11 @@ def test_a_sweep_leaves_one_parent_and_one_child_per_trial(tmp_path, capsys):
     assert "Pareto front of sweep `tiny`" in experiment.tags["mlflow.note.content"]
     # Optuna: every trial COMPLETE; the pareto tags are exactly the non-dominated trials
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    # the random sampler may propose sgd (no parameters) again: reused, not trained, and recorded as such
+    repeated = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert len(study.trials) == 4 + len(repeated) and len(duplicates) == len(repeated)
+    assert outcome["status"]["duplicates"] == len(repeated)
     points = [[r.data.metrics["test_acc"], r.data.metrics["attack_acc"]] for r in children]
     mask = non_dominated(points, ["max", "min"])
     assert [r.data.tags["pareto"] == "true" for r in children] == list(mask)
@@ -116,3 +121,27 @@ def test_missing_data_stops_the_sweep_before_anything_starts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no-such-folder" in err and "Traceback" not in err
     assert not (tmp_path / "work").exists()  # nothing half-written
+
+
+def test_replicates_train_every_seed_and_record_the_mean_and_std(tmp_path):
+    """repeats: 2 through Ray Tune (trials that train nothing: sweep/trivial.py)."""
+    from samprivacy.sweep.trivial import TRIVIAL
+
+    spec = parse_spec({**{k: v for k, v in TINY.items() if k != "seeds"}, "name": "replicates", "repeats": 2, "trials": 3, "optimizers": {
+        "sam": {"rho": {"choices": [0.05, 0.1, 0.2]}}}, "sampler": {"name": "grid"}})
+    outcome = runner.run(spec, workdir=tmp_path, work=TRIVIAL)
+    client, _, runs = runs_of(tmp_path, "replicates")
+    trials = [r for r in runs if r.data.tags.get(TAG_KIND) == "trial"]
+    configs = [r for r in runs if r.data.tags.get(TAG_KIND) == "config"]
+    assert len(trials) == 6 and len(configs) == 3
+    assert sorted(r.data.params["seed"] for r in trials) == ["0", "0", "0", "1", "1", "1"]
+    for config in configs:  # the mean and std over the two trial runs of the same configuration
+        seeds = [r for r in trials if r.data.tags["samprivacy.config_id"] == config.data.tags["samprivacy.config_id"]]
+        values = [r.data.metrics["test_acc"] for r in seeds]
+        assert len(seeds) == 2 and config.data.metrics["test_acc"] == pytest.approx(sum(values) / 2)
+        assert config.data.metrics["test_acc_std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+        assert config.data.metrics["repeats"] == 2
+    front = {r["number"] for r in outcome["pareto"]["front"]}
+    assert {int(c.data.tags["samprivacy.proposal"]) for c in configs if c.data.tags["pareto"] == "true"} == front
+    assert all(r["test_acc_std"] is not None for r in outcome["pareto"]["front"])
+    assert outcome["status"]["complete"] == 3 and outcome["status"]["repeats"] == 2

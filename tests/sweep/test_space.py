@@ -143,3 +143,17 @@ def test_grid_resumes_where_it_stopped(tmp_path):
     resumed = optuna.load_study(study_name=spec.name, storage=url, sampler=space.make_sampler(spec))
     run(spec, 9, study=resumed)
     assert len({tuple(sorted(t.params.items())) for t in resumed.trials}) == 15
+
+
+def test_config_id_ignores_the_seed_and_nothing_else():
+    spec = spec_with()
+    params = {"seed": 0, "optimizer": "sam", "sam.rho": 0.05, "batch_size": 32, "lr": 0.05}
+    same = space.config_id(space.config_from_params(spec, params))
+    assert space.config_id(space.config_from_params(spec, {**params, "seed": 1})) == same
+    assert space.config_id(space.config_from_params(spec, {**params, "sam.rho": 0.06})) != same
+    assert space.config_id(space.config_from_params(spec_with(train={"epochs": 3, "lr": 0.05}), params)) != same
+    assert space.unit_seeds(spec, params) == (0,)
+    replicated = spec_with(seeds=[4, 5, 6], repeats=3)
+    assert space.unit_seeds(replicated, {"optimizer": "sgd"}) == (4, 5, 6)
+    study, _ = run(replicated, 5, optuna.samplers.RandomSampler(seed=0))
+    assert all("seed" not in t.params for t in study.trials)  # the seeds are replicates, no search dimension

@@ -225,3 +225,19 @@ def test_the_registries_are_built_from_the_catalog():
 def test_a_relative_tune_storage_is_made_absolute(tmp_path):
     storage = parse_spec(with_("storage", {"tune_storage": "rel/tune"})).resolved_storage(tmp_path)
     assert storage.tune_storage == str(tmp_path / "rel" / "tune")
+
+
+def test_repeats_runs_each_configuration_on_every_seed():
+    base = {"name": "r", "optimizers": {"sgd": {}, "sam": {"rho": {"choices": [0.05, 0.1]}}},
+            "sampler": {"name": "grid"}}
+    spec = parse_spec({**base, "repeats": 3})
+    assert spec.seeds == (0, 1, 2) and spec.searched_seeds == (0,)
+    assert spec.grid_size() == 3 and spec.n_trials == 3  # configurations, not configurations x seeds
+    assert parse_spec({**base, "repeats": 2, "seeds": [7, 3]}).seeds == (3, 7)
+    assert parse_spec({**base, "seeds": [0, 1]}).grid_size() == 6  # without repeats a seed is a search dimension
+    with pytest.raises(SpecError) as info:
+        parse_spec({**base, "repeats": 3, "seeds": [0, 1]})
+    assert info.value.problems == [("seeds", "with repeats: 3 every configuration runs on each seed, so list "
+                                             "exactly 3 seeds (got 2), or leave seeds out for 0, 1, 2")]
+    with pytest.raises(SpecError, match="repeats"):
+        parse_spec({**base, "repeats": 0})

@@ -1,0 +1,87 @@
+"""What a running sweep shows: the progress line (the CLI's `on_progress`) and `<workdir>/progress.json`, which
+`samprivacy status` reads while the driver runs.
+
+Counts come from memory, never from a whole-study read: the searcher's book (complete, failed, duplicates,
+proposals, front size) and a Tune callback that sees trials start and end (running; pending is a trial Tune has
+but has not started, e.g. one waiting for resources). Tune pickles its callbacks and searchers and a resume
+unpickles them, so both find the driver's `Watch` by the sweep's name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+from ray import tune
+
+from samprivacy.files import write_json_atomic
+
+_WATCHES: dict[str, "Watch"] = {}
+FILE_PERIOD_S = 2.0
+
+
+class Watch:
+    def __init__(self, progress_file: Path, on_progress: Callable[[dict], None] | None, note: str | None,
+                 period_s: float = 1.0):
+        self.progress_file, self.on_progress, self.note, self.period_s = progress_file, on_progress, note, period_s
+        self.search = None  # the SweepSearch of the Tune experiment running now
+        self.running: set[str] = set()
+        self._shown = self._written = 0.0
+
+    def status(self) -> dict:
+        status = self.search.progress() if self.search is not None else {}
+        live = set(self.search.live) if self.search is not None else set()
+        running = len(self.running & live)
+        return status | {"running": running, "pending": len(live) - running, "note": self.note}
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.search is None or (not force and now - self._shown < self.period_s):
+            return  # (no searcher yet: a restored experiment whose searcher has not been asked anything)
+        self._shown = now
+        status = self.status()
+        if self.on_progress is not None:
+            self.on_progress(status)
+        if force or now - self._written >= FILE_PERIOD_S:
+            self._written = now
+            write_json_atomic(self.progress_file, status | {"time": time.time(), "pid": os.getpid(),
+                                                            "host": socket.gethostname()})
+
+
+def watch(name: str) -> Watch | None:
+    return _WATCHES.get(name)
+
+
+@contextmanager
+def watching(name: str, progress_file: Path, on_progress: Callable[[dict], None] | None, note: str | None):
+    _WATCHES[name] = w = Watch(progress_file, on_progress, note)
+    try:
+        yield w
+    finally:
+        _WATCHES.pop(name, None)
+        progress_file.unlink(missing_ok=True)  # no driver: `status` reads the study alone
+
+
+class TrialStates(tune.Callback):
+    """Tells the sweep's Watch which trials run (picklable: it holds only the sweep's name)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if (w := watch(self.name)) is not None:
+            w.running.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if (w := watch(self.name)) is not None:
+            w.running.discard(trial.trial_id)
+
+    on_trial_error = on_trial_complete
+
+    def on_step_end(self, iteration, trials, **info):
+        if (w := watch(self.name)) is not None:
+            w.tick()

@@ -1,0 +1,114 @@
+"""The Optuna study as a sweep's record: one trial per proposal, ending COMPLETE or FAIL (no Ray needed).
+
+User attributes of a proposal: `tune_trial_id` (one seed: the Tune trial that measured it), `units` (repeats > 1:
+per seed its values, failure and Tune trial), `duplicate_of` (the proposal whose measurement it reuses, written
+as soon as it is decided), `copy_of` (a COMPLETE copy of a proposal that failed and was finished by a resume:
+Optuna never reopens a finished trial), `fail_reason`. The study's own `stop_reason` says why a sweep ended
+before its budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from samprivacy.errors import ConfigError
+from samprivacy.spec import SweepSpec
+from samprivacy.sweep.retry import ResilientRDBStorage
+from samprivacy.sweep.space import unit_seeds
+from samprivacy.sweep.units import Outcome, Proposal
+
+ATTR_TUNE_TRIAL = "tune_trial_id"
+ATTR_FAIL_REASON = "fail_reason"
+ATTR_UNITS = "units"
+ATTR_DUPLICATE_OF = "duplicate_of"
+ATTR_COPY_OF = "copy_of"
+STOP_REASON = "stop_reason"
+STALE = "stale: the sweep driver stopped before this trial was recorded"
+
+
+def optuna_storage(url: str) -> optuna.storages.BaseStorage:
+    """RDB storage (SQLite, PostgreSQL, MySQL). SQLite waits on a locked file instead of failing at once; a
+    database server may restart mid-sweep: pooled connections are checked before use and calls are retried."""
+    if url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return ResilientRDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
+def load_study(spec_name: str, url: str) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=spec_name, storage=optuna_storage(url))
+    except KeyError:  # the sweep was saved but its study not created yet (it is starting, or died starting)
+        raise ConfigError(f"sweep '{spec_name}' has no Optuna study yet in {url}; wait for it to start, or "
+                          f"`samprivacy resume {spec_name}` if its driver died") from None
+
+
+def proposal_outcomes(trial: FrozenTrial, seeds: tuple[int, ...]) -> dict[int, Outcome]:
+    """A proposal's per-seed outcomes as the study holds them (`units`, else its own state for one seed)."""
+    if ATTR_UNITS in trial.user_attrs:
+        return {int(seed): Outcome(tuple(u["values"]) if u.get("values") else None, u.get("reason"), u.get("trial"))
+                for seed, u in trial.user_attrs[ATTR_UNITS].items()}
+    if len(seeds) != 1 or trial.state == TrialState.RUNNING:
+        return {}
+    trial_id = trial.user_attrs.get(ATTR_TUNE_TRIAL)
+    if trial.state == TrialState.COMPLETE:
+        return {seeds[0]: Outcome(tuple(trial.values), None, trial_id)}
+    return {seeds[0]: Outcome(None, trial.user_attrs.get(ATTR_FAIL_REASON) or "failed", trial_id)}
+
+
+def units_attr(proposal: Proposal) -> dict:
+    return {str(seed): {"values": list(o.values) if o.ok else None, "reason": o.reason, "trial": o.trial_id}
+            for seed, o in proposal.outcomes.items()}
+
+
+def complete_late(study: optuna.Study, spec: SweepSpec, number: int, seed: int, tune_trial_id: str,
+                  values: list[float]) -> bool:
+    """A unit of proposal `number` that errored (and so failed its proposal) finished after a resume. Optuna
+    never reopens a finished trial: when every seed now has values, a COMPLETE copy with `copy_of` is added.
+    Returns True if a copy was added."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.user_attrs.get(ATTR_COPY_OF) == number for t in trials):
+        return False
+    failed = next((t for t in trials if t.number == number and t.state == TrialState.FAIL), None)
+    if failed is None or ATTR_DUPLICATE_OF in failed.user_attrs:
+        return False
+    seeds = unit_seeds(spec, failed.params)
+    proposal = Proposal(number, "", seeds, outcomes=proposal_outcomes(failed, seeds))
+    proposal.outcomes[seed] = Outcome(tuple(values), None, tune_trial_id)
+    means, _, reason = proposal.result()
+    if reason is not None:
+        return False
+    attrs = {k: v for k, v in failed.user_attrs.items() if k != ATTR_FAIL_REASON} | {ATTR_COPY_OF: number}
+    attrs |= {ATTR_UNITS: units_attr(proposal)} if spec.repeats > 1 else {ATTR_TUNE_TRIAL: tune_trial_id}
+    study.add_trial(optuna.trial.create_trial(params=failed.params, distributions=failed.distributions,
+                                              values=means, user_attrs=attrs))
+    return True
+
+
+def fail_stale_trials(study: optuna.Study) -> int:
+    """FAIL every RUNNING trial: called once Tune has returned, when no live trial can finish one."""
+    storage, failed = study._storage, 0
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(frozen._trial_id, ATTR_FAIL_REASON, STALE)
+        storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+        failed += 1
+    return failed
+
+
+def objective_values(result: dict | None, metrics: list[str], error: bool) -> tuple[list[float] | None, str | None]:
+    """(values, None) when every objective is present and finite, else (None, the reason the trial failed)."""
+    if error:
+        return None, (result or {}).get("failed") or "the trial raised an error (see its error.txt in Tune storage)"
+    if not result:
+        return None, "the trial reported no result"
+    if result.get("failed"):
+        return None, str(result["failed"])
+    values = []
+    for metric in metrics:
+        value = result.get(metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None, f"objective `{metric}` is missing or not finite: {value!r}"
+        values.append(float(value))
+    return values, None
