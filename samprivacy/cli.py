@@ -331,7 +331,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from samprivacy.ops.dashboard import dashboard_command
     from samprivacy.sweep.results import open_sweep
-    from samprivacy.sweep.search import load_study
+    from samprivacy.sweep.study import load_study
 
     sweep = open_sweep(args.name, args.workdir)
     study = load_study(sweep.spec.name, sweep.storage.optuna_url)

@@ -91,7 +91,7 @@ def test_a_postgresql_restart_is_ridden_out(local_cluster, tmp_path):
 
 
 def test_an_optuna_call_during_a_postgresql_outage_returns_once_it_is_back(local_cluster):
-    from samprivacy.sweep.search import optuna_storage
+    from samprivacy.sweep.study import optuna_storage
 
     storage = optuna_storage(local_cluster.optuna_url_with_password)
     storage.get_all_studies()  # connected once: from now on a lost database is an outage, not a bad URL

@@ -225,7 +225,7 @@ def test_report_prints_both_tables_from_mlflow(sweep, capsys):
 
 def test_dashboard_serves_the_sweeps_study(sweep):
     from samprivacy.sweep.results import open_sweep
-    from samprivacy.sweep.search import load_study
+    from samprivacy.sweep.study import load_study
 
     opened = open_sweep("live", sweep["work"] / "sweep")
     study = load_study("live", opened.storage.optuna_url)

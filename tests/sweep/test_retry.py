@@ -11,7 +11,7 @@ from optuna.exceptions import StorageInternalError
 
 from samprivacy.sweep import retry as retry_module
 from samprivacy.sweep.retry import ResilientRDBStorage, database_unreachable, retry
-from samprivacy.sweep.search import optuna_storage
+from samprivacy.sweep.study import optuna_storage
 
 
 def lost_connection() -> sqlalchemy.exc.OperationalError:
