@@ -164,9 +164,10 @@ def test_example_specs_load(path):
 
 def test_examples_are_what_the_docs_promise():
     quick, table1 = load_spec(ROOT / "sweeps/quickstart.yaml"), load_spec(ROOT / "sweeps/paper_table1_purchase.yaml")
-    assert quick.datasets == ("digits",) and set(quick.optimizers) >= {"sgd", "sam", "sharpreg"}
-    assert 12 <= quick.n_trials <= 16 and quick.max_concurrent == 2
-    assert table1.sampler.name == "grid" and table1.n_trials == 15 and len(table1.seeds) == 5
+    assert quick.datasets == ("longtail",) and set(quick.optimizers) >= {"sgd", "sam", "sharpreg"}
+    assert quick.dataset_options["longtail"]["binary"] and quick.repeats == 3 and quick.seeds == (0, 1, 2)
+    assert quick.sampler.name == "grid" and quick.n_trials == 6 and quick.max_concurrent == 2
+    assert table1.sampler.name == "grid" and table1.n_trials == 3 and table1.repeats == 5
     assert table1.optimizers["sam"].rho.fixed == 0.1
     assert [table1.optimizers["sharpreg"].params()[k].fixed for k in ("rho", "lam", "xi")] == [0.01, 1.5, 0.3]
     cifar = load_spec(ROOT / "sweeps/gpu_cifar100.yaml")
