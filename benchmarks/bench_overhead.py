@@ -62,17 +62,35 @@ def run_bare(spec, concurrency: int) -> dict:
     return {"start": start, "end": time.time(), "completions": done}
 
 
-class _Memory:
-    """The driver's resident memory, sampled every half second."""
+class _Sampler:
+    """Every half second: the driver's resident memory, and the CPU seconds used so far by the driver and every
+    process below it (Ray's daemons and workers when Ray was started here), read from /proc (Linux)."""
 
     def __init__(self):
-        self.samples, self._stop = [], threading.Event()
+        self.samples, self._cpu, self._stop = [], {}, threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self):
+        tick = os.sysconf("SC_CLK_TCK")
         while not self._stop.wait(0.5):
-            pages = int(Path("/proc/self/statm").read_text().split()[1])
-            self.samples.append((time.time(), pages * os.sysconf("SC_PAGE_SIZE") / 2**20))
+            stats = {}
+            for entry in os.listdir("/proc"):
+                try:
+                    text = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
+                except OSError:
+                    continue
+                if text:
+                    fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) "
+                    stats[int(entry)] = (int(fields[1]), fields[19], (int(fields[11]) + int(fields[12])) / tick)
+            tree, grew = {os.getpid()}, True
+            while grew:
+                below = {pid for pid, (ppid, _, _) in stats.items() if ppid in tree} - tree
+                tree |= below
+                grew = bool(below)
+            for pid in tree:  # keyed by (pid, start time): a reused pid is another process
+                self._cpu[(pid, stats[pid][1])] = stats[pid][2]
+            rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            self.samples.append((time.time(), rss, sum(self._cpu.values())))
 
     def __enter__(self):
         self._thread.start()
@@ -82,17 +100,41 @@ class _Memory:
         self._stop.set()
         self._thread.join()
 
-    def at(self, moment: float) -> float | None:
-        before = [mib for t, mib in self.samples if t <= moment]
+    def at(self, moment: float) -> tuple[float, float] | None:
+        """(RSS MiB, CPU seconds so far) at the last sample before `moment`."""
+        before = [(rss, cpu) for t, rss, cpu in self.samples if t <= moment]
         return before[-1] if before else None
+
+
+class _Clock:
+    """Record when `owner.attr` is first called and how long its calls take (the code under test unchanged)."""
+
+    def __init__(self, owner, attr: str):
+        self.owner, self.attr, self.original, self.first, self.seconds = owner, attr, getattr(owner, attr), None, 0.0
+
+    def __enter__(self):
+        def timed(*args, **kwargs):
+            self.first = self.first or time.time()
+            start = time.perf_counter()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+        setattr(self.owner, self.attr, timed)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(self.owner, self.attr, self.original)
 
 
 def run_service(spec) -> dict:
     from mlflow.tracking import MlflowClient
+    from ray import tune
 
     from samprivacy.sweep import runner
 
-    with _Memory() as memory:
+    with _Sampler() as sampler, _Clock(runner, "preflight") as preflight, _Clock(runner, "_tracker") as stores, \
+            _Clock(tune.Tuner, "fit") as fit:
         start = time.time()
         outcome = runner.run(spec, work=TRIVIAL)
         end = time.time()
@@ -106,7 +148,8 @@ def run_service(spec) -> dict:
         if not (token := page.token):
             break
     return {"start": start, "end": end, "completions": sorted(done), "complete": outcome["status"]["complete"],
-            "memory": memory}
+            "sampler": sampler, "preflight_s": preflight.seconds, "mlflow_store_s": stores.seconds,
+            "first_fit_at_s": fit.first - start}
 
 
 def summarise(side: dict, concurrency: int, work_s: float) -> dict:
@@ -115,11 +158,24 @@ def summarise(side: dict, concurrency: int, work_s: float) -> dict:
     summary = {"trials": n, "wall_s": side["end"] - side["start"],
                "per_trial_slot_s": concurrency * (done[-1] - done[0]) / max(n - 1, 1) - work_s,
                "start_s": done[0] - side["start"], "finish_s": side["end"] - done[-1]}
+    if "first_fit_at_s" in side:  # the start, in parts: the driver's own set-up, then Tune to the first trial's end
+        summary |= {k: side[k] for k in ("preflight_s", "mlflow_store_s", "first_fit_at_s")}
+        first, last = side["sampler"].at(done[0]), side["sampler"].at(done[-1])
+        if first and last:  # CPU of the driver, Ray's daemons and workers per trial: less sensitive to other load
+            summary["cpu_per_trial_s"] = (last[1] - first[1]) / max(n - 1, 1)
     if n >= 2000:
         marks = list(range(0, n, 1000))
-        summary["thousands_s"] = [done[min(m + 999, n - 1)] - done[m] for m in marks]
-        if "memory" in side:
-            summary["rss_mib"] = [side["memory"].at(done[min(m + 999, n - 1)]) for m in marks]
+        thousands = [done[min(m + 999, n - 1)] - done[m] for m in marks]
+        summary["thousands_s"] = thousands
+        # noise-resistant growth: the least-squares line through the thousands, its last value over its first
+        k = len(thousands)
+        mean_x, mean_y = (k - 1) / 2, sum(thousands) / k
+        slope = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(thousands)) / sum((i - mean_x) ** 2
+                                                                                         for i in range(k))
+        summary["fitted_growth"] = (mean_y + slope * (k - 1 - mean_x)) / (mean_y - slope * mean_x)
+        if "sampler" in side:
+            at = [side["sampler"].at(done[min(m + 999, n - 1)]) for m in marks]
+            summary["rss_mib"] = [a[0] if a else None for a in at]
     return summary
 
 
@@ -153,19 +209,25 @@ def main() -> None:
         if side:
             print(f"  {label:9}: wall {side['wall_s']:7.1f} s   per trial {side['per_trial_slot_s']:.3f} slot-s   "
                   f"start {side['start_s']:.2f} s   finish {side['finish_s']:.2f} s")
-    print(f"  ray.init (not in the service's start: a running cluster has it) {ray_init_s:.1f} s")
+    print(f"  ray.init (not in the service's start: a running cluster has it) {ray_init_s:.1f} s; CPU per trial "
+          f"(driver, Ray's daemons and workers) {service.get('cpu_per_trial_s', float('nan')):.3f} s")
     print(f"fixed cost per trial: {fixed:.3f} s per slot (target <= {TARGET_PER_TRIAL_S}); sweep start "
           f"{service['start_s']:.2f} s (target <= {TARGET_START_S}), finish {service['finish_s']:.2f} s")
+    print(f"  start, in parts: preflight (data loaded once) {service['preflight_s']:.2f} s, MLflow store "
+          f"{service['mlflow_store_s']:.2f} s, Tune begins at {service['first_fit_at_s']:.2f} s; then the first "
+          f"actor's start and the first trial: {service['start_s'] - service['first_fit_at_s']:.2f} s")
     if "thousands_s" in service:
         growth = service["thousands_s"][-1] / service["thousands_s"][0]
         print("seconds per thousand:", " ".join(f"{s:.1f}" for s in service["thousands_s"]),
-              f"-> last / first {growth:.2f}x (target <= {TARGET_GROWTH})")
-        print("driver RSS (MiB) at each thousand:", " ".join(f"{m:.0f}" for m in service.get("rss_mib") or []))
+              f"-> last / first {growth:.2f}x, along the fitted line {service['fitted_growth']:.2f}x "
+              f"(target <= {TARGET_GROWTH})")
+        print("driver RSS (MiB) at each thousand:", " ".join(f"{m:.0f}" for m in service.get("rss_mib") or [] if m))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": platform.platform(), "cpus": os.cpu_count(),
             "load_average": os.getloadavg(), "trials": args.trials, "concurrency": args.concurrency,
-            "trial_seconds": args.trial_seconds, "ray_init_s": ray_init_s, "bare": bare, "service": service,
+            "trial_seconds": args.trial_seconds, "ray_init_s": ray_init_s, "bare": bare,
+            "service": {k: v for k, v in service.items() if k != "sampler"},
             "fixed_per_trial_slot_s": fixed}, indent=2))
 
 

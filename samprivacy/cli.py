@@ -185,6 +185,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     out.print(f"[green]ok[/] {args.spec}: sweep '{spec.name}', {spec.n_trials} trials, objectives "
               + ", ".join(f"{k} ({v})" for k, v in spec.objectives.items()))
+    size = spec.grid_size()
+    if size is not None and size < spec.n_trials:  # only with a sampler other than grid (grid checks trials)
+        out.print(f"[yellow]note:[/] the search space holds {size} distinct configurations: the sweep ends once "
+                  f"they are measured, before trials ({spec.n_trials})")
     return 0
 
 

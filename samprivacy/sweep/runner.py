@@ -139,7 +139,8 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
             if watch.search is not None:
                 watch.search.flush()  # Tune's final snapshot of this experiment is on storage
             segment += 1
-        while (search := SweepSearch(ctx, sweep.storage.optuna_url, SEGMENT_TRIALS)).has_work():
+        search = SweepSearch(ctx, sweep.storage.optuna_url, SEGMENT_TRIALS)
+        while search.has_work():
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(search_alg=search, num_samples=-1, max_concurrent_trials=spec.max_concurrent,
@@ -151,6 +152,7 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[TrialStates(spec.name)]))
             tuner.fit()
             search.flush()
+            search = search.next_segment()
             segment += 1
         watch.search = search
         outcome = finalize(sweep, tracker, parent, late, search.book.stop_reason())

@@ -42,6 +42,15 @@ class SweepSearch(Searcher):
         self._state: dict = {"live": {}, "launched": 0, "ended": []}
         self._connected = False
 
+    def next_segment(self) -> "SweepSearch":
+        """The searcher of the next Tune experiment of this driver: the same book, study and queue (no rebuild,
+        whose cost grows with the sweep). Call after `flush`, once this experiment has returned."""
+        follower = SweepSearch(self.ctx, self.optuna_url, self.segment_size)
+        if self._connected:
+            follower.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("_state", "launched")})
+            follower.launched = 0
+        return follower
+
     # -- pickling: Tune stores the searcher in tuner.pkl and its state in each snapshot ------------------------
     def __getstate__(self):
         return {"ctx": self.ctx, "optuna_url": self.optuna_url, "segment_size": self.segment_size,
@@ -76,12 +85,16 @@ class SweepSearch(Searcher):
         spec = self.ctx.spec
         self.study = optuna.create_study(study_name=spec.name, storage=optuna_storage(self.optuna_url),
                                          directions=directions(spec), sampler=make_sampler(spec), load_if_exists=True)
+        if (asked := len(self.study.get_trials(deepcopy=False))) and spec.sampler.seed is not None:
+            # a restarted driver: a sampler seeded as at the start would propose the same points again
+            reseeded = spec.sampler.model_copy(update={"seed": spec.sampler.seed + asked})
+            self.study.sampler = make_sampler(spec.model_copy(update={"sampler": reseeded}))
         self.tracker = Tracker(self.ctx.mlflow_uri, spec.name) if self.ctx.mlflow_uri else None
         self.book, self.front = Book(spec.n_trials, spec.grid_size()), Front(spec.objective_modes)
         self.queue: deque[Unit] = deque()
         self.live: dict[str, Unit] = {}
         self.params: dict[int, dict] = {}  # open proposals' Optuna params
-        self.runs: dict[str, str] = {}  # unit key -> its MLflow run (units launched by this driver)
+        self.runs: dict[str, str] = {}  # unit key -> its MLflow run, while it trains
         self.reuse: dict[str, str] = {}  # unit key -> the run of an earlier attempt, for a unit taken up again
         self._ended, self._recorded, self._due = [], [], []  # (trial id, unit, outcome, done), see save()
         self.launched = self._state["launched"]
@@ -179,6 +192,7 @@ class SweepSearch(Searcher):
         if unit is not None:
             values, reason = objective_values(result, list(self.ctx.spec.objective_names), error)
             outcome = Outcome(None if values is None else tuple(values), reason, trial_id, self.runs.get(unit.key))
+            self.runs.pop(unit.key, None)
             done = self.book.finish(unit, outcome)  # the budget, duplicates and progress know at once
             self._ended.append((trial_id, unit, outcome, done))
         self._tell_due()
@@ -269,9 +283,10 @@ class SweepSearch(Searcher):
     def _original_run(self, proposal: Proposal) -> str | None:
         if self.ctx.spec.repeats > 1:
             return self.tracker.find_run(**{"samprivacy.kind": "config", TAG_CONFIG: proposal.config_id})
-        outcome = proposal.outcomes[proposal.seeds[0]]
-        return (outcome.run_id or self.runs.get(f"{proposal.config_id}/{proposal.seeds[0]}")
-                or (self.tracker.find_run(**{TAG_TRIAL: outcome.trial_id}) if outcome.trial_id else None))
+        outcome = proposal.outcomes.get(proposal.seeds[0])
+        if outcome is None:  # it waited for a unit that is training: that unit's run
+            return self.runs.get(f"{proposal.config_id}/{proposal.seeds[0]}")
+        return outcome.run_id or (self.tracker.find_run(**{TAG_TRIAL: outcome.trial_id}) if outcome.trial_id else None)
 
     # -- what the driver shows -----------------------------------------------------------------------------
     def progress(self) -> dict:

@@ -150,16 +150,19 @@ class Tracker:
         self.log_metric_rows(run_id, [(step, metrics)])
 
     def log_metric_rows(self, run_id: str, rows: list[tuple[int, dict[str, float]]],
-                        tags: dict[str, str] | None = None) -> None:
-        """Log several steps' metrics (and tags) in as few requests as MLflow allows (non-finite values are
-        skipped)."""
+                        tags: dict[str, str] | None = None, params: dict | None = None) -> None:
+        """Log several steps' metrics (and tags, and up to 100 params) in as few requests as MLflow allows
+        (non-finite values are skipped)."""
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for step, metrics in rows for k, v in metrics.items()
                  if isinstance(v, (int, float)) and math.isfinite(v)]
         tag_items = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        param_items = [Param(k, str(v)) for k, v in sorted((params or {}).items()) if v is not None]
         for i in range(0, max(len(items), 1), _BATCH):
-            if items[i:i + _BATCH] or (i == 0 and tag_items):
-                self.client.log_batch(run_id, metrics=items[i:i + _BATCH], tags=tag_items if i == 0 else [])
+            if items[i:i + _BATCH] or (i == 0 and (tag_items or param_items)):
+                first = i == 0
+                self.client.log_batch(run_id, metrics=items[i:i + _BATCH], tags=tag_items if first else [],
+                                      params=param_items if first else [])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -28,14 +28,12 @@ from pathlib import Path
 from ray import tune
 
 from samprivacy.errors import SamprivacyError, TrainingDiverged
-from samprivacy.spec import OBJECTIVE_METRICS, SweepSpec, TrialConfig
+from samprivacy.spec import SweepSpec, TrialConfig
 from samprivacy.sweep.metrics import TrialMetrics
 from samprivacy.sweep.space import config_from_params
 from samprivacy.sweep.tracking import Tracker, trial_metrics
 
 STATE_FILE = "train_state.pt"
-# What the final Tune report carries: every metric a spec may name as an objective, plus context.
-REPORTED = (*OBJECTIVE_METRICS, "best_attack", "best_epoch", "seconds")
 RUN_TRIAL = "samprivacy.pipeline:run_trial"
 
 
@@ -97,7 +95,7 @@ def _settled(run, objectives: tuple[str, ...]) -> dict | None:
     """What a trial reported last time, if its MLflow run already finished (after the driver's last snapshot,
     before the driver stopped). A FAILED run is not settled: an error may not repeat, so it trains again."""
     if run.info.status == "FINISHED" and all(k in run.data.metrics for k in objectives):
-        return {k: run.data.metrics[k] for k in (*OBJECTIVE_METRICS, "best_epoch") if k in run.data.metrics}
+        return {k: run.data.metrics[k] for k in objectives}
     return None
 
 
@@ -118,8 +116,8 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     if settled is not None:  # it ended before the driver stopped (a resume took it up): report it, re-run nothing
         tune.report(settled)
         return
-    if not run.data.params:  # the driver creates the run bare: its params are written here, off the driver
-        tracker.log_params(run_id, logged)
+    # The driver creates the run bare; its params go with this trial's first write (one request, off the driver).
+    unlogged = None if run.data.params else logged
     live = TrialMetrics(ctx.spec.name, trial_id, config.optimizer)  # Prometheus: dashboards/
     live.started()
     restored = _load_checkpoint()
@@ -130,15 +128,16 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     def on_epoch(row: dict, checkpoint) -> None:
         # A checkpoint is a synchronous round trip to Tune (and an experiment snapshot): at most every
         # checkpoint_interval_s. Curves go to MLflow first, so a crash can only repeat an epoch's values.
-        nonlocal last_report
+        nonlocal last_report, unlogged
         live.epoch()
         # a population's rows carry `model` and a running `step` over its models: one curve per metric
         pending.append((row.get("step", row["epoch"]), {("epoch_seconds" if k == "seconds" else k): v
                                                          for k, v in row.items() if k not in ("epoch", "step")}))
         if time.monotonic() - last_report < ctx.spec.checkpoint_interval_s:
             return
-        tracker.log_metric_rows(run_id, pending)
+        tracker.log_metric_rows(run_id, pending, params=unlogged)
         pending.clear()
+        unlogged = None
         _report({"epoch": row["epoch"], "val_acc": row["val_acc"], "train_loss": row["train_loss"]},
                 checkpoint(), STATE_FILE)
         last_report = time.monotonic()
@@ -146,7 +145,7 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     try:
         result = _work(ctx)(config, on_epoch=on_epoch, resume=restored, references=ctx.references)
     except (TrainingDiverged, SamprivacyError) as exc:  # deterministic: a retry would fail the same way
-        tracker.log_metric_rows(run_id, pending)
+        tracker.log_metric_rows(run_id, pending, params=unlogged)
         tracker.finish(run_id, failed_reason=str(exc))
         live.finished("failed")
         tune.report({"failed": str(exc)})
@@ -157,7 +156,7 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
         raise
 
     summary = result.summary()
-    tracker.log_metric_rows(run_id, [*pending, (0, trial_metrics(summary))],
+    tracker.log_metric_rows(run_id, [*pending, (0, trial_metrics(summary))], params=unlogged,
                             tags={"samprivacy.best_attack": summary["best_attack"]})
     with tempfile.TemporaryDirectory() as tmp:
         result.save(tmp)
@@ -165,4 +164,4 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     tracker.finish(run_id)
     live.finished("complete", {k: (summary[k], d) for k, d in ctx.spec.objectives.items()
                                if summary.get(k) is not None})
-    tune.report({k: summary[k] for k in REPORTED if summary.get(k) is not None})
+    tune.report({k: summary[k] for k in ctx.spec.objective_names})  # MLflow holds the rest

@@ -145,3 +145,25 @@ def test_replicates_train_every_seed_and_record_the_mean_and_std(tmp_path):
     assert {int(c.data.tags["samprivacy.proposal"]) for c in configs if c.data.tags["pareto"] == "true"} == front
     assert all(r["test_acc_std"] is not None for r in outcome["pareto"]["front"])
     assert outcome["status"]["complete"] == 3 and outcome["status"]["repeats"] == 2
+
+
+def test_a_long_sweep_runs_as_segments_that_agree_with_the_study(tmp_path, monkeypatch):
+    """Tune experiments of at most SEGMENT_TRIALS trials (3 here): tune/<name>, <name>.1, <name>.2."""
+    from ray.tune import ExperimentAnalysis
+
+    from samprivacy.sweep.trivial import TRIVIAL
+
+    monkeypatch.setattr(runner, "SEGMENT_TRIALS", 3)
+    spec = parse_spec({**TINY, "name": "segments", "trials": 7, "optimizers": {"sgd": {}},
+                       "train": {"epochs": 1, "lr": {"low": 0.01, "high": 0.1}}})
+    outcome = runner.run(spec, workdir=tmp_path, work=TRIVIAL)
+    segments = [tmp_path / "tune" / name for name in ("segments", "segments.1", "segments.2")]
+    tune_ids = [t.trial_id for path in segments for t in ExperimentAnalysis(str(path)).trials
+                if t.status == "TERMINATED"]
+    assert [len(ExperimentAnalysis(str(p)).trials) for p in segments] == [3, 3, 1]
+    assert not (tmp_path / "tune" / "segments.3").exists()
+    study = optuna.load_study(study_name="segments", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert sorted(t.user_attrs["tune_trial_id"] for t in study.trials) == sorted(tune_ids)
+    _, _, runs = runs_of(tmp_path, "segments")
+    assert sorted(r.data.tags[TAG_TRIAL] for r in runs if r.data.tags.get(TAG_KIND) == "trial") == sorted(tune_ids)
+    assert outcome["status"]["complete"] == 7 and outcome["status"]["proposals"] == 7

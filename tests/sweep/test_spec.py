@@ -242,3 +242,15 @@ def test_repeats_runs_each_configuration_on_every_seed():
                                              "exactly 3 seeds (got 2), or leave seeds out for 0, 1, 2")]
     with pytest.raises(SpecError, match="repeats"):
         parse_spec({**base, "repeats": 0})
+
+
+def test_validate_notes_a_space_smaller_than_trials(tmp_path, capsys):
+    from samprivacy.cli import main
+
+    path = tmp_path / "small.yaml"
+    path.write_text("name: small\nseeds: [0, 1]\noptimizers: {sgd: {}}\ntrials: 6\n")
+    assert main(["validate", str(path)]) == 0
+    assert "holds 2 distinct configurations: the sweep ends once they are measured, before trials (6)" in \
+        " ".join(capsys.readouterr().out.split())
+    path.write_text("name: wide\noptimizers: {sgd: {}}\ntrain: {lr: {low: 0.01, high: 0.1}}\ntrials: 6\n")
+    assert main(["validate", str(path)]) == 0 and "distinct configurations" not in capsys.readouterr().out
