@@ -111,8 +111,14 @@ def test_gp_sampler_runs_the_conditional_space():
     assert len(study.trials) == 6 and all(c.lam is None for c in configs if c.optimizer != "sharpreg")
 
 
+def table1_with_seeds_searched():
+    """The Table 1 example with its 5 seeds as a grid dimension (15 combinations) instead of repeats."""
+    data = load_spec(ROOT / "sweeps" / "paper_table1_purchase.yaml").model_dump()
+    return parse_spec({**data, "repeats": 1, "seeds": [0, 1, 2, 3, 4]})
+
+
 def test_grid_enumerates_each_combination_once():
-    spec = load_spec(ROOT / "sweeps" / "paper_table1_purchase.yaml")
+    spec = table1_with_seeds_searched()
     combos = space.grid_combos(spec)
     assert len(combos) == spec.grid_size() == spec.n_trials == 15
     study, configs = run(spec, spec.n_trials)  # the last tell must not raise (GridSampler's study.stop)
@@ -135,7 +141,7 @@ def test_conditional_grid_has_no_duplicates_from_other_optimizers():
 
 
 def test_grid_resumes_where_it_stopped(tmp_path):
-    spec = load_spec(ROOT / "sweeps" / "paper_table1_purchase.yaml")
+    spec = table1_with_seeds_searched()
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name=spec.name, storage=url, directions=space.directions(spec),
                                 sampler=space.make_sampler(spec))
