@@ -37,7 +37,8 @@ def swept(local_cluster, tmp_path_factory) -> Swept:
 def test_the_job_succeeds_and_reports_the_front(swept):
     assert f"sweep {NAME}: {BUDGET} complete, 0 failed" in swept.output
     assert swept.output.strip().splitlines()[0].startswith(f"samprivacy-{NAME}-")  # the job id comes first
-    assert f"open the UI: {swept.cluster.mlflow_uri} " in " ".join(swept.output.split())  # the server, not `ui`
+    # the link goes to the cluster's server and the sweep's experiment, not to `samprivacy ui`
+    assert f"open the sweep in MLflow: {swept.cluster.mlflow_uri}/#/experiments/" in " ".join(swept.output.split())
 
 
 def test_trials_ran_on_both_nodes(swept):
