@@ -227,16 +227,14 @@ def tune_trials(cluster: Cluster, sweep: str) -> list:
     return ExperimentAnalysis(str(cluster.shared / "tune" / sweep)).trials
 
 
-def tune_reports(cluster: Cluster, sweep: str) -> list[dict]:
-    """Every report of every trial so far (each trial's result.json), read while the sweep runs."""
-    rows = []
-    for path in (cluster.shared / "tune" / sweep).glob("*/result.json"):
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # the line being written
-                pass
-    return rows
+def tune_progress(cluster: Cluster, sweep: str) -> list[dict]:
+    """Each trial's last report in Tune's newest experiment snapshot, read while the sweep runs (trials write no
+    result.json; every trial checkpoint forces a snapshot, so a checkpointed epoch is in it)."""
+    try:
+        trials = tune_trials(cluster, sweep)
+    except Exception:  # noqa: BLE001 - no snapshot yet, or one being replaced: nothing reported yet
+        return []
+    return [trial.last_result for trial in trials if trial.last_result]
 
 
 def assert_budget_exactly_once(cluster: Cluster, sweep: str, budget: int) -> dict:

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.deploy.conftest import (Cluster, assert_budget_exactly_once, job_client, metric_steps,
-                                   mlflow_trial_runs, optuna_trials, submit, tune_reports, tune_trials, wait_job,
+                                   mlflow_trial_runs, optuna_trials, submit, tune_progress, tune_trials, wait_job,
                                    wait_until)
 
 pytestmark = pytest.mark.slow
@@ -46,12 +46,10 @@ def finish(cluster: Cluster, name: str, job_id: str) -> dict:
 
 
 def epochs_reported(cluster: Cluster, name: str, node_ip: str | None = None) -> int:
-    """The most epochs any trial (on `node_ip`, if given) has reported to Tune so far."""
-    counts: dict[str, int] = {}
-    for row in tune_reports(cluster, name):
-        if node_ip is None or row.get("node_ip") == node_ip:
-            counts[row["trial_id"]] = counts.get(row["trial_id"], 0) + 1
-    return max(counts.values(), default=0)
+    """The most epochs any running trial (on `node_ip`, if given) has checkpointed so far (a finished trial's
+    last report holds only its objectives)."""
+    return max((row.get("epoch", 0) for row in tune_progress(cluster, name)
+                if node_ip is None or row.get("node_ip") == node_ip), default=0)
 
 
 def test_a_lost_worker_node_s_trials_resume_from_their_checkpoints(local_cluster, tmp_path):
