@@ -542,8 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         detail = f"{exc.strerror}: {where}" if where and exc.strerror else str(exc)
         console.print(f"[red]error:[/] {escape(detail)}")
         return 2
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
+    except KeyboardInterrupt as exc:
+        console.print(f"[yellow]{escape(str(exc) or 'interrupted')}[/]")
         return 130
 
 

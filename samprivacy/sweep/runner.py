@@ -118,6 +118,15 @@ def _data_root(spec: SweepSpec) -> str | None:
     return str(Path(spec.data_root).expanduser().resolve()) if spec.data_root else None
 
 
+def _stop_if_interrupted(spec: SweepSpec, grid, search: SweepSearch | None = None) -> None:
+    """Tune ends an experiment on Ctrl-C (SIGINT) or SIGUSR1 by saving its state and returning as if it were
+    done: the sweep must stop there too (not start the next segment), leaving its open proposals to `resume`.
+    Interrupted: a trial Tune left unfinished, or (for a new experiment) a searcher that never said FINISHED."""
+    if grid.num_terminated + grid.num_errors < len(grid) or (search is not None and not search.finished):
+        raise KeyboardInterrupt(f"interrupted: the sweep's state is saved; `samprivacy resume {spec.name}` "
+                                f"continues it")
+
+
 def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | None, work: str | None) -> dict:
     """Run the sweep's segments: first every earlier one that Tune can restore (its unfinished and errored
     trials), then new ones while the book wants more (a restored searcher takes up open proposals)."""
@@ -135,9 +144,11 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
         while _restorable(sweep.segment_path(segment)):
             tuner = tune.Tuner.restore(sweep.segment_path(segment), trainable, resume_unfinished=True,
                                        resume_errored=True)
-            late += [r for r in tuner.fit() if r.error is None and r.config and "optuna_trial" in r.config]
+            grid = tuner.fit()
+            late += [r for r in grid if r.error is None and r.config and "optuna_trial" in r.config]
             if watch.search is not None:
                 watch.search.flush()  # Tune's final snapshot of this experiment is on storage
+            _stop_if_interrupted(spec, grid)
             segment += 1
         search = SweepSearch(ctx, sweep.storage.optuna_url, SEGMENT_TRIALS)
         while search.has_work():
@@ -150,8 +161,9 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
                     name=sweep.segment_name(segment), storage_path=sweep.storage.tune_storage, verbose=0,
                     failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[TrialStates(spec.name)]))
-            tuner.fit()
+            grid = tuner.fit()
             search.flush()
+            _stop_if_interrupted(spec, grid, search)
             search = search.next_segment()
             segment += 1
         watch.search = search

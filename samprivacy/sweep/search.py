@@ -39,6 +39,7 @@ class SweepSearch(Searcher):
     def __init__(self, ctx: SweepContext, optuna_url: str, segment_size: int | None = None):
         super().__init__()  # no metric/mode: several objectives, checked here (strict metric checking is off)
         self.ctx, self.optuna_url, self.segment_size = ctx, optuna_url, segment_size
+        self.finished = False  # told Tune FINISHED: its experiment ended by itself (not by Ctrl-C / SIGUSR1)
         self._state: dict = {"live": {}, "launched": 0, "ended": []}
         self._connected = False
 
@@ -48,7 +49,7 @@ class SweepSearch(Searcher):
         follower = SweepSearch(self.ctx, self.optuna_url, self.segment_size)
         if self._connected:
             follower.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("_state", "launched")})
-            follower.launched = 0
+            follower.launched, follower.finished = 0, False
         return follower
 
     # -- pickling: Tune stores the searcher in tuner.pkl and its state in each snapshot ------------------------
@@ -162,9 +163,11 @@ class SweepSearch(Searcher):
         self._connect()
         self._tell_due()
         if self.segment_size is not None and self.launched >= self.segment_size:
-            return Searcher.FINISHED  # this Tune experiment is full; the runner starts the next one
+            self.finished = True  # this Tune experiment is full; the runner starts the next one
+            return Searcher.FINISHED
         while not self.queue:
             if self.book.stop_reason() is not None:
+                self.finished = True
                 return Searcher.FINISHED
             self._propose()
         unit = self.queue.popleft()

@@ -1,5 +1,5 @@
-"""Kill the sweep driver with SIGKILL mid-sweep, resume it, and check that nothing is lost or duplicated:
-MLflow child runs = Optuna COMPLETE trials = Tune finished trials = the trial budget, one per trial id."""
+"""Kill the sweep driver with SIGKILL (or stop it with Ctrl-C) mid-sweep, resume it, and check that nothing is
+lost or duplicated: MLflow child runs = Optuna COMPLETE trials = Tune finished trials = the trial budget, one per trial id."""
 
 from __future__ import annotations
 
@@ -42,8 +42,11 @@ def trial_states(workdir) -> list[TrialState]:
         return []
 
 
-@pytest.mark.parametrize("kill_when", ["first_trial_running", "three_trials_complete"])
-def test_sigkill_then_resume_finishes_the_budget_exactly_once(tmp_path, kill_when):
+@pytest.mark.parametrize("kill_when, sig", [("first_trial_running", signal.SIGKILL),
+                                           ("three_trials_complete", signal.SIGKILL),
+                                           ("first_trial_running", signal.SIGINT)],  # Ctrl-C
+                         ids=["sigkill-first-trial-running", "sigkill-three-trials-complete", "ctrl-c"])
+def test_a_stopped_driver_is_resumed_and_finishes_the_budget_exactly_once(tmp_path, kill_when, sig):
     spec_file = tmp_path / "killme.yaml"
     spec_file.write_text(json.dumps(SPEC))
     workdir = tmp_path / "work"
@@ -57,7 +60,11 @@ def test_sigkill_then_resume_finishes_the_budget_exactly_once(tmp_path, kill_whe
         assert driver.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the sweep never reached the kill point"
         time.sleep(0.2)
-    os.kill(driver.pid, signal.SIGKILL)
+    os.kill(driver.pid, sig)
+    if sig == signal.SIGINT:  # Tune saves and returns; the sweep stops there, it does not go on to a next segment
+        assert driver.wait(timeout=120) == 130, (tmp_path / "run.log").read_text()[-3000:]
+        assert "samprivacy resume killme" in " ".join((tmp_path / "run.log").read_text().split())
+        assert not (workdir / "tune" / "killme.1").exists()
     driver.wait()
     assert finished_runs(workdir, "killme") < BUDGET
 
