@@ -193,11 +193,14 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
     spec = sweep.spec
     study = load_study(spec.name, sweep.storage.optuna_url)
     failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    finished_late: dict[int, dict[int, tuple[str, list[float]]]] = {}  # proposal -> seed -> (Tune trial, values)
     for result in late:
         values, reason = objective_values(result.metrics, list(spec.objective_names), error=False)
         if reason is None and result.config["optuna_trial"] in failed:
-            complete_late(study, spec, result.config["optuna_trial"], result.config["seed"],
-                          result.metrics["trial_id"], values)
+            finished_late.setdefault(result.config["optuna_trial"], {})[result.config["seed"]] = (
+                result.metrics["trial_id"], values)
+    for number, seeds in finished_late.items():
+        complete_late(study, spec, number, seeds)
     fail_stale_trials(study)
     if stop_reason:
         study.set_user_attr(STOP_REASON, stop_reason)

@@ -63,20 +63,21 @@ def units_attr(proposal: Proposal) -> dict:
             for seed, o in proposal.outcomes.items()}
 
 
-def complete_late(study: optuna.Study, spec: SweepSpec, number: int, seed: int, tune_trial_id: str,
-                  values: list[float]) -> bool:
-    """A unit of proposal `number` that errored (and so failed its proposal) finished after a resume. Optuna
-    never reopens a finished trial: when every seed now has values, a COMPLETE copy with `copy_of` is added.
-    Returns True if a copy was added."""
+def complete_late(study: optuna.Study, spec: SweepSpec, number: int, late: dict[int, tuple[str, list[float]]]) -> bool:
+    """Units of proposal `number` that errored (and so failed its proposal) finished after a resume: `late` maps
+    each such seed to (its Tune trial id, its values), all of them at once (two seeds that errored complete the
+    proposal only together). Optuna never reopens a finished trial: when every seed now has values, a COMPLETE
+    copy with `copy_of` is added. Returns True if a copy was added."""
     trials = study.get_trials(deepcopy=False)
-    if any(t.user_attrs.get(ATTR_COPY_OF) == number for t in trials):
+    if not late or any(t.user_attrs.get(ATTR_COPY_OF) == number for t in trials):
         return False
     failed = next((t for t in trials if t.number == number and t.state == TrialState.FAIL), None)
     if failed is None or ATTR_DUPLICATE_OF in failed.user_attrs:
         return False
     seeds = unit_seeds(spec, failed.params)
     proposal = Proposal(number, "", seeds, outcomes=proposal_outcomes(failed, seeds))
-    proposal.outcomes[seed] = Outcome(tuple(values), None, tune_trial_id)
+    for seed, (tune_trial_id, values) in late.items():
+        proposal.outcomes[seed] = Outcome(tuple(values), None, tune_trial_id)
     means, _, reason = proposal.result()
     if reason is not None:
         return False

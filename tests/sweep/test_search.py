@@ -168,13 +168,28 @@ def test_a_failure_that_a_resume_finishes_gets_a_completed_copy(tmp_path):
     search.flush()
     study = search.study
     assert study.trials[0].state == TrialState.FAIL
-    assert complete_late(study, search.ctx.spec, 0, 0, "t1", [0.8, 0.6])
-    assert not complete_late(study, search.ctx.spec, 0, 0, "t1", [0.8, 0.6])  # once
+    assert complete_late(study, search.ctx.spec, 0, {0: ("t1", [0.8, 0.6])})
+    assert not complete_late(study, search.ctx.spec, 0, {0: ("t1", [0.8, 0.6])})  # once
     copy = study.trials[1]
     assert copy.state == TrialState.COMPLETE and copy.user_attrs == {"copy_of": 0, "tune_trial_id": "t1"}
     rebuilt = SweepSearch(search.ctx, search.optuna_url)
     rebuilt._connect()
     assert (rebuilt.book.complete, rebuilt.book.failed, rebuilt.book.measured) == (1, 0, 1)
+
+
+def test_replicates_that_all_errored_and_then_finished_complete_their_proposal_together(tmp_path):
+    search = searcher(tmp_path, "late2", repeats=2, trials=1)
+    assert [search.suggest(t)["seed"] for t in ("t1", "t2")] == [0, 1]
+    search.on_trial_complete("t1", None, error=True)
+    search.on_trial_complete("t2", None, error=True)
+    search.flush()
+    study, spec = search.study, search.ctx.spec
+    assert study.trials[0].state == TrialState.FAIL
+    assert not complete_late(study, spec, 0, {0: ("t1", [0.8, 0.6])})  # seed 1 still has no values
+    assert complete_late(study, spec, 0, {0: ("t1", [0.8, 0.6]), 1: ("t2", [0.6, 0.4])})
+    copy = study.trials[-1]
+    assert copy.state == TrialState.COMPLETE and copy.user_attrs["copy_of"] == 0
+    assert copy.values == pytest.approx([0.7, 0.5])
 
 
 def test_optuna_hears_of_a_trial_once_tune_has_stored_a_snapshot_recording_it(tmp_path):
