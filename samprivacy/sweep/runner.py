@@ -217,7 +217,8 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
         else:  # a trial the record never kept (the driver died as it started): a partial run, to the trash
             tracker.client.delete_run(run.info.run_id)
     report = pareto_report(sweep)  # Optuna's record, one point per proposal (`samprivacy pareto`)
-    tracker.tag_config_runs({r["number"] for r in report["front"]})
+    if spec.repeats > 1:  # only replicates have configuration-mean runs
+        tracker.tag_config_runs({r["number"] for r in report["front"]})
     tracker.client.log_artifact(parent, report["files"]["json"], "pareto")
     # What people read: the front of configuration means, plots, tables, the experiment's description (MLflow)
     published = publish(sweep.spec, tracker, parent, sweep.storage.workdir / "report")

@@ -39,7 +39,8 @@ def test_saved_views_round_trip_in_the_uis_format():
     front = views["mlflow.sharedViewState.samprivacy-front"]
     assert '"name": "Pareto front"' in front and '"state": "deflate;' in front
     state = page.read_view_state(front)
-    assert state["searchFilter"] == "tags.`samprivacy.sweep` = 'demo' and tags.pareto = 'true'"
+    assert state["searchFilter"] == ("tags.`samprivacy.sweep` = 'demo' and tags.`samprivacy.kind` = 'trial' "
+                                     "and tags.pareto = 'true'")
     assert state["orderByKey"] == "metrics.`test_acc`" and state["orderByAsc"] is False
     assert state["selectedColumns"] == ["metrics.`test_acc`", "metrics.`attack_acc`", "params.`optimizer`",
                                         "params.`rho`", "params.`seed`", "tags.`pareto`"]
