@@ -1,8 +1,9 @@
 """MLflow: one summary run per sweep, one run per trial, found again by tags so resume never duplicates.
 
-Every run is at the top level of the sweep's experiment (MLflow 3's runs table collapses nested runs under their
+Trial runs are at the top level of the sweep's experiment (MLflow 3's runs table collapses nested runs under their
 parent, hiding the trials): a trial run points to its summary run by the tag `samprivacy.sweep_run_id`. The
-"parent"/"child" names below are the roles, not MLflow nesting.
+"parent"/"child" names below are the roles, not MLflow nesting. Runs that hold no training of their own (a
+configuration's mean over its seeds, a duplicate) are nested under the summary run (`record_run`).
 
 Every call goes through an explicit `MlflowClient` (no fluent global state), so the driver and each trial
 worker can log to the same store, a SQLite file or an HTTP tracking server alike.
