@@ -73,7 +73,7 @@ def _train_member_task(config: TrialConfig, plan: PopulationPlan, k: int, querie
 def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, reference: str | None = None,
                      significance: float = 0.0, on_progress: Progress | None = None) -> MemorizationOutcome:
     """Train (or finish) every optimizer's population, build the report, log it to MLflow."""
-    from samprivacy.sweep.runner import start_ray  # the runner owns how a driver joins Ray
+    from samprivacy.sweep.cluster import start_ray  # one way a driver joins Ray
 
     if workdir is not None:
         spec = spec.with_workdir(workdir)
