@@ -28,6 +28,9 @@ FRONT_VIEW = "samprivacy-front"
 TRIALS_VIEW = "samprivacy-trials"
 ARTIFACT_DIR = "report"
 WORKFLOW = "workflowType=machine_learning"
+# MLflow 3's longest tag values, in characters: a longer description is cut wherever the limit falls
+RUN_NOTE_CHARS, EXPERIMENT_NOTE_CHARS = 8000, 20000
+_POINTER_CHARS = 300  # room kept for the line that says where the rest is
 
 
 def runs_url(experiment_id: str, query: str = "") -> str:
@@ -70,8 +73,9 @@ def _cell(config: ConfigResult, metric: str) -> str:
     return f"{value:.4f}" + (f" ± {std:.4f}" if math.isfinite(std) else "")
 
 
-def front_table(results: SweepResults) -> str:
-    """The front as a markdown table: one row per non-dominated configuration, best first objective first."""
+def front_table(results: SweepResults, limit: int | None = None) -> str:
+    """The front as a markdown table: one row per non-dominated configuration, best first objective first. With
+    `limit` (characters), the rows that fit, then where the whole table is."""
     front, keys = results.front(), varying_params(results.configs)
     first, direction = next(iter(results.objectives.items()))
     front.sort(key=lambda c: -c.value(first) if direction.startswith("max") else c.value(first))
@@ -83,12 +87,20 @@ def front_table(results: SweepResults) -> str:
         cells = [c.optimizer, *([c.dataset] if datasets else []), *([describe(c, keys) or "-"] if keys else []),
                  str(c.n), *(_cell(c, o) for o in results.objectives), config_link(results, c)]
         lines.append("| " + " | ".join(cells) + " |")
+    if limit is not None and len("\n".join(lines)) > limit:
+        kept, rows = lines[:2], lines[2:]
+        while rows and len("\n".join(kept + rows[:1])) <= limit - _POINTER_CHARS:
+            kept.append(rows.pop(0))
+        return "\n".join(kept) + (f"\n\n... and {len(rows)} more configurations on the front: "
+                                  f"`{ARTIFACT_DIR}/front.md` in the sweep summary run's artifacts")
     return "\n".join(lines)
 
 
-def experiment_description(results: SweepResults, plot_path: str | None, tables: Sequence[str] = ()) -> str:
+def experiment_description(results: SweepResults, plot_path: str | None, tables: Sequence[str] = (),
+                           limit: int = EXPERIMENT_NOTE_CHARS) -> str:
     """The experiment's description: a one-line summary (what the collapsed header shows), then links, the plot
-    and the front's table (what one click on the header's expand button shows)."""
+    and the front's table (what one click on the header's expand button shows), then `tables`. At most `limit`
+    characters: front rows and tables that do not fit are named with where they are (the report's files)."""
     eid, sid = results.experiment_id or "0", results.summary_run_id
     objectives = ", ".join(f"{o} ({'higher' if d.startswith('max') else 'lower'} is better)"
                            for o, d in results.objectives.items())
@@ -102,10 +114,18 @@ def experiment_description(results: SweepResults, plot_path: str | None, tables:
                                       if sid else [])), ""]
     if plot_path and sid:
         lines += [f"![Pareto front]({artifact_image(sid, plot_path)})", ""]
-    lines += [front_table(results), ""]
+    head = "\n".join(lines)
+    text = head + "\n" + front_table(results, limit=limit - len(head) - 1 - _POINTER_CHARS * bool(tables)) + "\n"
+    left_out = []
     for table in tables:
-        lines += [table, ""]
-    return "\n".join(lines)
+        if len(text) + len(table) + 2 <= limit - _POINTER_CHARS:
+            text += "\n" + table + "\n"
+        else:
+            left_out.append(table.splitlines()[0].strip("*").split(":")[0])  # its title, e.g. "Table 1"
+    if left_out:
+        text += (f"\n{', '.join(left_out)}: too long for this note, in the sweep summary run's artifacts under "
+                 f"`{ARTIFACT_DIR}/`\n")
+    return text
 
 
 def view_tag(view_id: str, name: str, search_filter: str, columns: Sequence[str], order_by: str | None = None,

@@ -47,5 +47,6 @@ def publish(spec: SweepSpec, tracker: Tracker, summary_run_id: str, folder: str 
     description = page.experiment_description(results, plot)
     tracker.set_experiment_tags({TAG_NOTE: description, **dict(page.sweep_views(results))} if results.configs
                                 else {TAG_NOTE: description})
-    tracker.set_tags(summary_run_id, {TAG_NOTE: "\n".join([description, *report.markdown_tables])})
+    tracker.set_tags(summary_run_id, {TAG_NOTE: page.experiment_description(
+        results, plot, tables=report.markdown_tables, limit=page.RUN_NOTE_CHARS)})
     return Publication(results, report, page.runs_url(tracker.experiment_id))

@@ -50,3 +50,22 @@ def test_saved_views_round_trip_in_the_uis_format():
                           "runsHiddenMode", "viewMaximized", "runListHidden", "isAccordionReordered",
                           "useGroupedValuesInCharts", "hideEmptyCharts", "groupBy", "groupsExpanded",
                           "globalLineChartConfig"}
+
+
+def test_a_large_front_and_long_tables_fit_mlflow_s_limits_and_say_where_the_rest_is():
+    # 300 configurations, every one on the front (test and attack accuracy rise together)
+    trials = [TrialRecord(f"r{i}", f"sgd-r{i}", {"dataset": "digits", "optimizer": "sgd", "seed": "0",
+                                                 "lr": f"{0.001 * (i + 1):.3f}"},
+                          {"test_acc": 0.5 + i / 1000, "attack_acc": 0.5 + i / 1000}) for i in range(300)]
+    big = SweepResults.build("big", OBJECTIVES, trials, experiment_id="7", summary_run_id="S")
+    assert len(big.front()) == 300
+    table1 = "**Table 1: test accuracy**\n" + "\n".join(f"| row {i} | 0.5 |" for i in range(2000))
+    for limit, tables in ((page.EXPERIMENT_NOTE_CHARS, ()), (page.RUN_NOTE_CHARS, (table1, "**Table 2: x**"))):
+        text = page.experiment_description(big, "report/pareto.png", tables=tables, limit=limit)
+        assert len(text) <= limit
+        assert text.startswith("**Pareto front of sweep `big`: 300 of 300 configurations**")
+        kept = [line for line in text.splitlines() if line.startswith("| sgd |")]
+        assert 0 < len(kept) < 300
+        assert f"... and {300 - len(kept)} more configurations on the front: `report/front.md`" in text
+    assert "Table 1: too long for this note" in text and "**Table 2: x**" in text  # what fits is kept
+    assert page.front_table(big).count("\n| sgd |") == 300  # the file holds the whole front
