@@ -150,7 +150,8 @@ class SweepSearch(Searcher):
         for t, proposal in running:
             self.params[t.number] = dict(t.params)
             _, new = self._take(proposal.number, proposal.config_id, proposal.seeds,
-                                duplicate=proposal.duplicate_of is not None, outcomes=known[t.number])
+                                duplicate=proposal.duplicate_of is not None, duplicate_of=proposal.duplicate_of,
+                                outcomes=known[t.number])
             for unit in new:  # an earlier attempt's run: finished (the trial settles at once) or to continue
                 if self.tracker is not None and (run := self.tracker.unit_run(unit.config_id, unit.seed)):
                     self.reuse[unit.key] = run
@@ -284,8 +285,10 @@ class SweepSearch(Searcher):
                                     f"duplicate-{proposal.number}", failed_reason=reason)
 
     def _original_run(self, proposal: Proposal) -> str | None:
-        if self.ctx.spec.repeats > 1:
-            return self.tracker.find_run(**{"samprivacy.kind": "config", TAG_CONFIG: proposal.config_id})
+        if self.ctx.spec.repeats > 1 and (found := self.tracker.find_run(**{"samprivacy.kind": "config",
+                                                                             TAG_CONFIG: proposal.config_id})):
+            return found
+        # one seed, or the original's mean not recorded yet (it is told after a snapshot): its first seed's run
         outcome = proposal.outcomes.get(proposal.seeds[0])
         if outcome is None:  # it waited for a unit that is training: that unit's run
             return self.runs.get(f"{proposal.config_id}/{proposal.seeds[0]}")

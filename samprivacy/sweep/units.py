@@ -115,11 +115,13 @@ class Book:
 
     # -- proposals -----------------------------------------------------------------------------------------
     def propose(self, number: int, config_id: str, seeds: Sequence[int], *, duplicate: bool | None = None,
-                outcomes: dict[int, Outcome] | None = None) -> tuple[Proposal, list[Unit]]:
+                duplicate_of: int | None = None, outcomes: dict[int, Outcome] | None = None
+                ) -> tuple[Proposal, list[Unit]]:
         """Register a proposal; returns it and the units to queue (none for a duplicate).
 
         A new proposal leaves `duplicate` None: it is decided here. A proposal that was open when the driver
-        stopped passes what was decided then, and the outcomes its seeds already had."""
+        stopped passes what was decided then (with `duplicate_of`, the proposal it repeats, as the study holds
+        it), and the outcomes its seeds already had."""
         proposal = Proposal(number, config_id, tuple(seeds), outcomes=dict(outcomes or {}))
         new, sources = [], []
         for seed in proposal.seeds:
@@ -141,7 +143,7 @@ class Book:
         if duplicate is None:
             duplicate = not new
         if duplicate:
-            proposal.duplicate_of = min(sources, default=None)
+            proposal.duplicate_of = min(sources, default=duplicate_of)  # none left: what was decided before
             self.duplicates += 1
         else:
             self.measured += 1

@@ -107,8 +107,10 @@ def test_a_restart_keeps_decisions_and_takes_up_open_proposals():
 
 def test_a_restarted_duplicate_whose_unit_is_gone_fails_as_stale():
     book = Book(budget=2)
-    proposal, units = book.propose(7, "x", [0], duplicate=True)
+    proposal, units = book.propose(7, "x", [0], duplicate=True, duplicate_of=3)
     assert units == [] and proposal.done and proposal.result()[2].startswith("stale")
+    assert proposal.duplicate_of == 3  # still a duplicate: counted once, as one, not as a failed measurement
+    assert (book.duplicates, book.failed, book.measured) == (1, 0, 0)
 
 
 def test_the_front_is_kept_one_point_at_a_time():
