@@ -125,8 +125,9 @@ class SweepSearch(Searcher):
             try:
                 cid = self._config_id(t.params, seeds)
             except (KeyError, ValueError):  # asked, but the driver died before its parameters were all set
-                self.study._storage.set_trial_user_attr(t._trial_id, ATTR_FAIL_REASON, STALE)
-                self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                if t.state == TrialState.RUNNING:  # (an earlier rebuild, e.g. a restored segment's, failed it)
+                    self.study._storage.set_trial_user_attr(t._trial_id, ATTR_FAIL_REASON, STALE)
+                    self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 continue
             proposal = Proposal(t.number, cid, seeds, duplicate_of=t.user_attrs.get(ATTR_DUPLICATE_OF))
             if t.state == TrialState.RUNNING:

@@ -224,6 +224,9 @@ def test_a_proposal_asked_but_never_given_its_parameters_is_failed_as_stale(tmp_
     trial = second.study.trials[0]
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"].startswith("stale")
     assert second.book.proposals == 0 and second.suggest("t1")["optuna_trial"] == 1
+    third = SweepSearch(first.ctx, first.optuna_url)  # a resume rebuilds once per restored segment, then again
+    third._connect()
+    assert third.book.proposals == 1 and third.study.trials[0].state == TrialState.FAIL
 
 
 def test_a_unit_taken_up_again_continues_its_earlier_run(tmp_path, mlflow_uri):
