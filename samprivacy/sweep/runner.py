@@ -11,6 +11,7 @@ summary run, the front in the experiment's description.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -23,6 +24,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
 from samprivacy.errors import ConfigError
+from samprivacy.files import write_json_atomic
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.cluster import join_cluster, start_ray  # noqa: F401 (start_ray: runner's API)
 from samprivacy.sweep.progress import TrialStates, watching
@@ -106,6 +108,35 @@ def _restorable(path: str) -> bool:
     return any(Path(path).glob("experiment_state-*.json"))
 
 
+# The per-trial decisions a Tune driver had pending when it stopped (Ray 2.60 saves them with the experiment)
+STALE_DECISIONS = ("_cached_trial_decisions", "_queued_trial_decisions")
+
+
+def _forget_stale_decisions(path: str) -> None:
+    """Tune saves its driver's pending per-trial decisions with the experiment state and restores them. A STOP
+    decided for an attempt that errored (its worker killed while it saved a checkpoint) then stops the resumed
+    attempt at its first checkpoint: the trial ends TERMINATED without its results. Those decisions belong to a
+    driver that is gone; clear them in the newest snapshot before Tune restores it."""
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(path if "://" in path else str(Path(path).resolve()))
+    names = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
+                   if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json"))
+    if not names:
+        return
+    with fs.open_input_stream(names[-1]) as stream:
+        state = json.loads(stream.readall())
+    runner_data = state.get("runner_data", {})
+    if not any(runner_data.get(key) for key in STALE_DECISIONS):
+        return
+    runner_data.update({key: {} for key in STALE_DECISIONS})
+    if "://" in path:
+        with fs.open_output_stream(names[-1]) as stream:
+            stream.write(json.dumps(state).encode())
+    else:
+        write_json_atomic(names[-1], state, indent=None)
+
+
 def _tracker(sweep: Sweep) -> Tracker:
     # A tracking server chooses its own artifact store; a database (SQLite, PostgreSQL) needs one from us.
     local = not sweep.storage.mlflow_uri.startswith(("http://", "https://", "databricks"))
@@ -142,6 +173,7 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
     with watching(spec.name, sweep.storage.workdir / PROGRESS_FILE, on_progress, note) as watch:
         segment = 0
         while _restorable(sweep.segment_path(segment)):
+            _forget_stale_decisions(sweep.segment_path(segment))
             tuner = tune.Tuner.restore(sweep.segment_path(segment), trainable, resume_unfinished=True,
                                        resume_errored=True)
             grid = tuner.fit()
