@@ -82,7 +82,8 @@ def complete_late(study: optuna.Study, spec: SweepSpec, number: int, late: dict[
     if reason is not None:
         return False
     attrs = {k: v for k, v in failed.user_attrs.items() if k != ATTR_FAIL_REASON} | {ATTR_COPY_OF: number}
-    attrs |= {ATTR_UNITS: units_attr(proposal)} if spec.repeats > 1 else {ATTR_TUNE_TRIAL: tune_trial_id}
+    attrs |= ({ATTR_UNITS: units_attr(proposal)} if spec.repeats > 1  # one seed: its Tune trial
+              else {ATTR_TUNE_TRIAL: proposal.outcomes[proposal.seeds[0]].trial_id})
     study.add_trial(optuna.trial.create_trial(params=failed.params, distributions=failed.distributions,
                                               values=means, user_attrs=attrs))
     return True
