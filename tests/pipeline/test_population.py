@@ -162,3 +162,28 @@ def test_population_attacks_need_a_population_that_can_serve_them():
     assert "lira" not in TrialConfig(population=Population(models=2, shared_references=2)).attack_names()
     assert "rmia" in TrialConfig(population=Population(models=2, shared_references=4)).attack_names()
     assert "rmia" not in TrialConfig(population=Population(models=2, shared_references=2)).attack_names()
+
+
+def test_references_are_keyed_by_the_dataset_options_and_a_foreign_file_is_refused(tmp_path):
+    store = ReferenceStore(tmp_path / "refs")
+    small = dict(dataset="longtail", hidden=(16,), epochs=1, batch_size=256, device="cpu", attacks=("loss", "rmia"),
+                 population=Population(models=1, shared_references=4))
+    options = dict(n=1000, classes=5, dim=16, subpopulations=10)
+    run_trial(TrialConfig(**small, dataset_options=options), references=store)
+    run_trial(TrialConfig(**small, dataset_options={**options, "zipf": 2.0}), references=store)
+    folders = sorted(p for p in (tmp_path / "refs").iterdir() if p.is_dir())
+    assert len(folders) == 2 and all(len(list(f.glob("model-*.pt"))) == 4 for f in folders)
+    # a file from the other recipe copied in (or any foreign file) is refused, never loaded
+    (folders[0] / "model-0001.pt").write_bytes((folders[1] / "model-0001.pt").read_bytes())
+    for options_tried in (options, {**options, "zipf": 2.0}):
+        try:
+            run_trial(TrialConfig(**small, dataset_options=options_tried), references=store)
+        except ConfigError as e:
+            assert "another plan or other data" in str(e) and "refusing to load" in str(e)
+            break
+    else:
+        pytest.fail("a reference file of another recipe was loaded")
+    (folders[0] / "model-0000.pt").write_bytes(b"not a torch file")
+    (folders[1] / "model-0000.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        run_trial(TrialConfig(**small, dataset_options=options), references=store)
