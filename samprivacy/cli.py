@@ -189,7 +189,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if size is not None and size < spec.n_trials:  # only with a sampler other than grid (grid checks trials)
         out.print(f"[yellow]note:[/] the search space holds {size} distinct configurations: the sweep ends once "
                   f"they are measured, before trials ({spec.n_trials})")
+    _print_reach(spec)
     return 0
+
+
+def _print_reach(spec) -> None:
+    """The population's pool and the non-members behind each low-FPR figure; a warning per objective it cannot
+    reach. Needs the data: a dataset that cannot be loaded here gets a note, not a failure."""
+    from samprivacy.pipeline.reach import sweep_reach
+
+    try:
+        infos, warnings = sweep_reach(spec)
+    except SamprivacyError as e:
+        out.print(f"[yellow]note:[/] cannot size the population's pool here ({e})")
+        return
+    for info in infos:
+        if "pool" in info:
+            out.print(f"{info['dataset']}: population pool of {info['pool']:,} examples ({info['pool_protocol']}), "
+                      f"{info['models']} models: {info['negatives_per_target']:,} non-members per target, "
+                      f"{info['negatives_pooled']:,} pooled over targets")
+    for warning in warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
 
 
 def _progress_printer(total: int):
