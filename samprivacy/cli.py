@@ -122,15 +122,52 @@ def print_trial_summary(summary: dict) -> None:
               f"[bold]attack acc {summary['attack_acc']:.4f}[/] ({summary['best_attack']})")
     keys = ("accuracy", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "advantage")
     table = Table("attack", "accuracy", "AUC", "TPR@0.1%FPR", "TPR@1%FPR", "advantage",
-                  caption="mean ± std over the population's targets" if pop else None)
+                  caption="mean ± std over the population's targets (lira, rmia: AUC and TPRs pooled over targets, "
+                          "see below); - : too few non-members for that FPR" if pop else None)
     spread = summary.get("attacks_std", {})
+
+    def cell(name: str, key: str, m: dict) -> str:
+        if m[key] is None:
+            return "-"
+        std = spread.get(name, {}).get(key)
+        return f"{m[key]:.4f}" + (f"±{std:.3f}".replace("±0.", "±.") if std is not None else "")
+
     for name, m in sorted(summary["attacks"].items(), key=lambda kv: -kv[1]["accuracy"]):
-        table.add_row(name, *(f"{m[k]:.4f}" + (f"±{spread[name][k]:.3f}".replace("±0.", "±.") if name in spread
-                                                else "") for k in keys))
+        table.add_row(name, *(cell(name, k, m) for k in keys))
     out.print(table)
+    _print_low_fpr(summary)
     if pop and summary.get("conf_var_out") is not None:
         out.print(f"confidence variance on unseen examples: {summary['conf_var_out']:.4f} (pool, OUT models), "
                   f"{summary['conf_var_test']:.4f} (held-out test set)")
+
+
+def _print_low_fpr(summary: dict) -> None:
+    """Every population attack's TPR at low FPR: pooled over targets with its 95% interval and negatives, and
+    the per-target mean beside it."""
+    from samprivacy.catalog import LOW_FPRS, POPULATION_ATTACKS
+
+    strong = [a for a in POPULATION_ATTACKS if f"{a}_auc" in summary]
+    if not strong:
+        return
+    table = Table("attack", *(h for f in LOW_FPRS for h in (f"TPR@{f:.1%}FPR pooled [95% CI]", "non-members",
+                                                              "per target")),
+                  caption="pooled: one ROC over every target's own members and non-members (the primary figure); "
+                          "interval: bootstrap over examples")
+    for attack in strong:
+        row = [attack]
+        for f in LOW_FPRS:
+            m = f"{attack}_tpr_at_fpr_{f}"
+            value, low, high = summary[m], summary[f"{m}_ci_low"], summary[f"{m}_ci_high"]
+            row.append("missing" if value is None else f"{value:.4f} [{low:.4f}, {high:.4f}]")
+            row.append(f"{summary[f'{m}_negatives']:,}")
+            per_target = summary[f"{m}_per_target"]
+            row.append("missing" if per_target is None else f"{per_target:.4f}")
+        table.add_row(*row)
+    out.print(table)
+    for metric, reason in summary.get("missing", {}).items():
+        out.print(f"[dim]{metric} missing: {reason}[/]")
+    for warning in summary.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {warning}")
 
 
 def add_sweep_parsers(sub) -> None:

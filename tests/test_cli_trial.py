@@ -28,7 +28,11 @@ def test_trial_writes_every_metric(tmp_path, capsys):
     single = [m for m in catalog.objective_metrics() if catalog.metric_needs(m)[:1] not in (("population",),
                                                                                            ("attack",))]
     assert "test_acc" in single and "lira_auc" not in single
-    assert all(isinstance(doc[name], float) for name in single)
+    # digits holds 400 evaluation non-members: a TPR at 0.1% FPR would be the TPR at zero false positives
+    assert doc["eval_nonmembers"] == 400 and doc["attack_tpr_at_fpr_0.001"] is None
+    assert "below 1/400" in doc["missing"]["attack_tpr_at_fpr_0.001"]
+    assert all(m["tpr_at_fpr_0.001"] is None for m in doc["attacks"].values())
+    assert all(isinstance(doc[name], float) for name in single if name not in doc["missing"])
     assert {"loss", "confidence", "nn", "label_only", "entropy_classwise"} <= set(doc["attacks"])
     assert all(set(m) == METRIC_KEYS for m in doc["attacks"].values())
     assert len(doc["history"]) == 3

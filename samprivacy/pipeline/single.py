@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from samprivacy.audit import AttackMetrics, AttackReport, run_attacks
+from samprivacy.audit.lowfpr import missing_reason
+from samprivacy.catalog import LOW_FPRS
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.train import TrainResult, train
 from samprivacy.pipeline.setup import prepare, train_config
@@ -36,8 +38,14 @@ class TrialResult:
         return self.attacks.best.metrics.accuracy
 
     def summary(self) -> dict:
-        """The JSON document of `samprivacy trial --json` and the metrics a sweep trial reports."""
+        """The JSON document of `samprivacy trial --json` and the metrics a sweep trial reports. A TPR at an FPR
+        below 1 / (evaluation non-members) is None, and `missing` says why (audit.lowfpr)."""
         best_sq, best_lo = self.attacks.best_single_query, self.attacks.best_label_only
+        negatives = len(self.dataset.splits.eval_nonmembers)
+        missing = {f"attack_tpr_at_fpr_{f}": reason for f in LOW_FPRS
+                   if (reason := missing_reason(f, negatives)) is not None}
+        attacks = {name: {k: (None if f"attack_{k}" in missing else v) for k, v in m.items()}
+                   for name, m in self.attacks.to_dict().items()}
         return {
             "config": self.config.model_dump(mode="json"),
             "test_acc": self.training.test_acc,
@@ -46,12 +54,14 @@ class TrialResult:
             "attack_acc": self.attack_acc,
             "best_attack": self.attacks.best.name,
             # Threshold-free objectives: the strongest attack by each measure (a sweep may minimise any of them).
-            **{f"attack_{key}": max(m[key] for m in self.attacks.to_dict().values())
+            **{f"attack_{key}": None if f"attack_{key}" in missing else max(m[key] for m in attacks.values())
                for key in ("auc", "advantage", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01")},
+            "eval_nonmembers": negatives,
+            "missing": missing,
             "single_query_acc": best_sq.metrics.accuracy if best_sq else None,
             "label_only_acc": best_lo.metrics.accuracy if best_lo else None,
             "best_epoch": self.training.best_epoch,
-            "attacks": self.attacks.to_dict(),
+            "attacks": attacks,
             "history": self.training.history,
             "device": self.training.device,
             "seconds": self.seconds,
