@@ -540,6 +540,8 @@ def cmd_memorization(args: argparse.Namespace) -> int:
         for row in rows:
             table.add_row(*(escape(str(v)) for v in row.values()))
         out.print(table)
+    for note in doc.get("notes", []):
+        out.print(f"[yellow]note:[/] {note}")
     for name, o in doc["optimizers"].items():
         if o["singleton_auc"] is not None:
             out.print(f"{name}: memorization ranks the planted singletons with AUC {o['singleton_auc']:.3f}")
