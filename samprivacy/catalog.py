@@ -161,7 +161,8 @@ TRIAL_METRICS: dict[str, str] = {
     "test_acc": "accuracy on held-out non-members (with a population: the mean over its models)",
     "val_acc": "accuracy of the selected model on the validation split",
     "train_acc": "accuracy of the selected model on its training set",
-    "attack_acc": "the strongest attack's balanced accuracy (threshold fitted on the known sets)",
+    "attack_acc": "the strongest attack's balanced accuracy (threshold fitted on the known sets; with a population "
+                  "the attack is chosen on half the targets and measured on the other half)",
     "attack_auc": "the highest AUC of any attack",
     "attack_advantage": "the highest TPR - FPR of any attack at its fitted threshold",
     **{f"attack_tpr_at_fpr_{f}": f"the highest TPR at {f:.1%} FPR of any attack" for f in LOW_FPRS},
