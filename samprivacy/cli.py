@@ -34,6 +34,9 @@ def add_trial_parser(sub) -> None:
     p.add_argument("--dataset", default="digits", help="digits | longtail | purchase100 | texas100 | cifar10 | cifar100")
     p.add_argument("--data-root", help="folder with the dataset's canonical files (purchase100, texas100, cifar)")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR into --data-root")
+    p.add_argument("--dataset-option", dest="dataset_options", action="append", type=_option_pair, default=[],
+                   metavar="KEY=VALUE", help="the source's own options, repeated: e.g. --dataset-option n=6000 "
+                                             "--dataset-option binary=true (longtail)")
     p.add_argument("--optimizer", default="sgd", help="sgd | sam | asam | sharpreg")
     p.add_argument("--base-optimizer", default="sgd", help="sgd (with momentum) | adam")
     p.add_argument("--rho", type=float, help="neighbourhood radius (sam, asam, sharpreg)")
@@ -57,9 +60,11 @@ def add_trial_parser(sub) -> None:
     p.add_argument("--attacks", help="comma-separated attack names (default: every attack the trial can run; "
                                      "`samprivacy catalog` lists them)")
     p.add_argument("--population", type=int, metavar="K",
-                   help="train K models on random halves of the member pool and run LiRA / RMIA with each in turn "
+                   help="train K models on random halves of the pool and run LiRA / RMIA with each in turn "
                         "as the target")
     p.add_argument("--fraction", type=float, help="share of the pool each population model trains on (0.5)")
+    p.add_argument("--pool", choices=("all", "members"), help="the population's pool: every example outside test "
+                                                              "and validation (all, default) or the split's members")
     p.add_argument("--shared-references", type=int, metavar="N",
                    help="RMIA / offline LiRA against N reference models trained once with SGD (see --references)")
     p.add_argument("--references", help="folder of shared reference models (default: <out>/references, else "
@@ -78,10 +83,12 @@ def cmd_trial(args: argparse.Namespace) -> int:
     from samprivacy.spec import TrialConfig, parse_trial_config
 
     population = {k: v for k, v in (("models", args.population), ("fraction", args.fraction),
-                                     ("shared_references", args.shared_references)) if v is not None}
+                                     ("shared_references", args.shared_references), ("pool", args.pool))
+                  if v is not None}
     if population and "models" not in population:
-        raise SamprivacyError("--fraction and --shared-references describe a population; add --population K")
+        raise SamprivacyError("--fraction, --pool and --shared-references describe a population; add --population K")
     fields = dict(dataset=args.dataset, data_root=args.data_root, download=args.download, model=args.model,
+                  dataset_options=dict(args.dataset_options) or None,
                   hidden=args.hidden, optimizer=args.optimizer, base_optimizer=args.base_optimizer, rho=args.rho,
                   lam=args.lam, xi=args.xi, swa_start=args.swa_start, swa_lr=args.swa_lr, lr=args.lr,
                   momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
@@ -415,6 +422,21 @@ def _serve(argv: list[str], env: dict[str, str] | None = None) -> int:
         process.terminate()
         process.wait(timeout=30)
         raise
+
+
+def _option_pair(text: str) -> tuple[str, bool | int | float | str]:
+    """KEY=VALUE with VALUE read as true/false, an int, a float, or else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def _env_pair(text: str) -> tuple[str, str]:

@@ -118,3 +118,14 @@ def test_trial_with_a_population_reports_the_strong_attacks(tmp_path, capsys):
 def test_population_and_optimizer_flags_are_checked(argv, message, capsys):
     assert main(["trial", "--epochs", "1", *argv]) == 2
     assert message in " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+
+
+def test_dataset_options_and_the_pool_protocol_reach_a_population_trial(tmp_path):
+    path = tmp_path / "pop.json"
+    assert main(["trial", "--dataset", "longtail", "--dataset-option", "n=1500", "--dataset-option", "classes=5",
+                 "--dataset-option", "binary=true", "--hidden", "16", "--epochs", "1", "--population", "6",
+                 "--pool", "members", "--attacks", "loss,lira", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    assert doc["config"]["dataset_options"] == {"n": 1500, "classes": 5, "binary": True}
+    assert doc["population"]["pool_protocol"] == "members" and doc["population"]["pool"] == 600
+    assert doc["lira_tpr_at_fpr_0.01_negatives"] == doc["population"]["negatives_pooled"] == 6 * 300
