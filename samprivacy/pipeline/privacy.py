@@ -42,12 +42,13 @@ def population_attack_metrics(results: dict[str, PopulationAttackResult]) -> tup
             flat |= {metric: primary[key], f"{metric}_per_target": means[key], f"{metric}_per_target_std": stds[key]}
         for f in LOW_FPRS:
             metric = attack_measure_metric(name, f"tpr_at_fpr_{f}")
-            for view, figure in (("", r.figures.pooled[f]), ("_per_target", r.figures.per_target[f])):
+            for view, figure in (("", r.figures.pooled[f]), (catalog.PER_TARGET, r.figures.per_target[f])):
                 flat |= {f"{metric}{view}": figure.value, f"{metric}{view}_ci_low": figure.low,
                          f"{metric}{view}_ci_high": figure.high, f"{metric}{view}_negatives": figure.negatives}
                 if figure.missing:
                     missing[f"{metric}{view}"] = figure.missing
-                    flat[f"{metric}_per_target_std"] = None if view else flat[f"{metric}_per_target_std"]
+            if r.figures.per_target[f].missing:  # no spread of a figure that is not there
+                flat[f"{metric}{catalog.PER_TARGET}_std"] = None
     return flat, missing
 
 
@@ -62,15 +63,12 @@ def per_target_table(records_attacks: list[dict[str, AttackMetrics]], strong: di
     for name, r in strong.items():
         table[name] = {key: np.array([m.to_dict()[key] for m in r.per_target], float) for key in ATTACK_MEASURES}
     for name, values in table.items():
-        negatives = eval_negatives if name not in strong else r_negatives(strong[name])
+        # population attacks are scored on the whole pool: their own per-target negatives
+        negatives = strong[name].figures.per_target[LOW_FPRS[0]].negatives if name in strong else eval_negatives
         for key, f in zip(TPR_MEASURES, LOW_FPRS):
             if missing_reason(f, negatives) is not None:
                 values[key] = np.full_like(values[key], np.nan)
     return table
-
-
-def r_negatives(result: PopulationAttackResult) -> int:
-    return result.figures.per_target[LOW_FPRS[0]].negatives
 
 
 def cross_fitted_best(values: dict[str, np.ndarray]) -> tuple[float | None, str | None, str | None]:

@@ -187,3 +187,15 @@ def test_references_are_keyed_by_the_dataset_options_and_a_foreign_file_is_refus
     (folders[1] / "model-0000.pt").write_bytes(b"not a torch file")
     with pytest.raises(ConfigError, match="cannot be read"):
         run_trial(TrialConfig(**small, dataset_options=options), references=store)
+
+
+def test_rmia_that_cannot_tune_a_says_so_in_the_summary(tmp_path):
+    # 2 shared references at fraction 0.5: every example is IN for one of them, so reference 0's non-members have
+    # no other OUT model to tune a with
+    config = population_config(population=Population(models=1, shared_references=2, rmia={"reference_models": 1}),
+                               attacks=("loss", "rmia"), epochs=1)
+    s = run_trial(config, references=tmp_path / "refs").summary()
+    assert s["rmia_a"] == 0.3 and len(s["warnings"]) == 1 and "could not be tuned" in s["warnings"][0]
+    tuned = run_trial(config.model_copy(update={"population": Population(models=1, shared_references=4)}),
+                      references=tmp_path / "refs").summary()
+    assert tuned["warnings"] == []
