@@ -58,3 +58,21 @@ def test_pooling_targets_multiplies_the_negatives():
     f = low_fpr_figures(scores, members, rng=rng, resamples=20)
     assert f.pooled[0.001].negatives == 16 * 600 and f.per_target[0.001].negatives == 600
     assert f.pooled[0.001].value is not None and f.per_target[0.001].value is None
+
+
+def test_a_bootstrap_replicate_is_the_roc_of_the_resampled_examples():
+    """Each replicate against the plain ROC of the resample (every example repeated as often as it was drawn)."""
+    from samprivacy.audit.lowfpr import _sorted, _weighted_tprs
+    from samprivacy.audit.metrics import roc_curve, tpr_at_fpr
+
+    rng = np.random.default_rng(4)
+    k, n = 3, 500
+    members = rng.random((k, n)) < 0.5
+    scores = np.round(rng.normal(size=(k, n)) + members, 1)  # rounded: ties across members and non-members
+    roc = _sorted(scores.ravel(), members.ravel(), np.tile(np.arange(n), k), n)
+    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(5)]).astype(float)
+    got = _weighted_tprs(roc, weights, (0.001, 0.01, 0.2))
+    for b in range(5):
+        repeat = np.tile(weights[b].astype(int), k)
+        fpr, tpr, _ = roc_curve(np.repeat(scores.ravel(), repeat), np.repeat(members.ravel(), repeat))
+        np.testing.assert_allclose(got[b], [tpr_at_fpr(fpr, tpr, f) for f in (0.001, 0.01, 0.2)])
