@@ -20,8 +20,11 @@ def test_trial_writes_every_metric(tmp_path, capsys):
     assert doc["config"]["optimizer"] == "sam" and doc["config"]["rho"] == 0.05
     for key in ("test_acc", "train_acc", "val_acc", "attack_acc", "seconds"):
         assert 0 <= doc[key] <= (1 if key != "seconds" else 600), key
-    assert doc["attack_acc"] == max(m["accuracy"] for m in doc["attacks"].values())
-    assert doc["attack_auc"] == max(m["auc"] for m in doc["attacks"].values())
+    # the strongest attack is chosen on half the eval sets and measured on the other: never above the best mean
+    # by much, and not the maximum of the attacks' evaluation figures itself
+    assert doc["attack_acc"] <= max(m["accuracy"] for m in doc["attacks"].values()) + 0.05
+    assert doc["best_attack"] == max(doc["attacks"], key=lambda n: doc["attacks"][n]["accuracy"])
+    assert doc["attack_auc"] <= max(m["auc"] for m in doc["attacks"].values()) + 0.05
     from samprivacy import catalog
 
     # a spec may name any of these; population metrics come only from trials with a population
