@@ -87,7 +87,8 @@ def score_target(scores: np.ndarray, membership: np.ndarray, known: np.ndarray) 
     half), AUC, TPRs and the ROC on the whole pool (nothing was fitted on it)."""
     rule = score_split(scores, membership, known)
     fpr, tpr, _ = roc_curve(scores, membership)
-    return AttackMetrics(accuracy=rule.accuracy, auc=auc_from_roc(fpr, tpr), tpr_at_fpr_0001=tpr_at_fpr(fpr, tpr, LOW_FPRS[0]),
+    return AttackMetrics(accuracy=rule.accuracy, auc=auc_from_roc(fpr, tpr),
+                         tpr_at_fpr_0001=tpr_at_fpr(fpr, tpr, LOW_FPRS[0]),
                          tpr_at_fpr_001=tpr_at_fpr(fpr, tpr, LOW_FPRS[1]), advantage=rule.advantage,
                          threshold=rule.threshold, fpr=fpr, tpr=tpr)
 

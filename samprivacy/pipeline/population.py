@@ -10,8 +10,9 @@ The pool (population.pool) is by default every example outside the test and vali
 or the split's members (the paper's Table 1 protocol). Single-model attacks (thresholds, NN, label-only) run
 against each model right after it trains, with its own members and non-members in the pool's known half (fit)
 and eval half (score); then LiRA and RMIA run on the stacked per-example statistics, scored on the whole pool
-(audit.population). The privacy figures of the summary: pipeline.privacy. Resumable: a checkpoint holds every finished model's record
-and the current model's training state; a population resumed from it trains only what is missing.
+(audit.population). The privacy figures of the summary: pipeline.privacy. Resumable: a checkpoint holds every
+finished model's record and the current model's training state; a population resumed from it trains only what is
+missing.
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ from samprivacy.pipeline.members import ModelRecord, train_member
 from samprivacy.spec import TrialConfig
 
 # What a reference recipe keeps from the trial: the data, the model and the training budget; never the optimizer.
-RECIPE_FIELDS = ("dataset", "data_root", "download", "dataset_options", "model", "hidden", "base_optimizer", "lr", "momentum",
-                 "weight_decay", "schedule", "epochs", "batch_size", "augment", "amp")
+RECIPE_FIELDS = ("dataset", "data_root", "download", "dataset_options", "model", "hidden", "base_optimizer", "lr",
+                 "momentum", "weight_decay", "schedule", "epochs", "batch_size", "augment", "amp")
 REFERENCE_SEED = 7919  # the references' own membership matrix and initial weights (not the trial's seed)
 
 
