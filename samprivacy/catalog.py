@@ -161,7 +161,8 @@ TRIAL_METRICS: dict[str, str] = {
     "test_acc": "accuracy on held-out non-members (with a population: the mean over its models)",
     "val_acc": "accuracy of the selected model on the validation split",
     "train_acc": "accuracy of the selected model on its training set",
-    "attack_acc": "the strongest attack's balanced accuracy (threshold fitted on the known sets)",
+    "attack_acc": "the strongest attack's balanced accuracy (threshold fitted on the known sets; with a population "
+                  "the attack is chosen on half the targets and measured on the other half)",
     "attack_auc": "the highest AUC of any attack",
     "attack_advantage": "the highest TPR - FPR of any attack at its fitted threshold",
     **{f"attack_tpr_at_fpr_{f}": f"the highest TPR at {f:.1%} FPR of any attack" for f in LOW_FPRS},
@@ -176,6 +177,11 @@ POPULATION_METRICS: dict[str, str] = {
 }
 
 
+# A population attack's measure is reported two ways: `lira_auc` (AUC and TPRs: the ROC pooled over targets, the
+# primary figure) and `lira_auc_per_target` (the mean over targets of each target's own figure).
+PER_TARGET = "_per_target"
+
+
 def attack_measure_metric(attack: str, measure: str) -> str:
     """The metric name of one attack's measure: `lira_tpr_at_fpr_0.001`, `rmia_auc`, ..."""
     return f"{attack}_{measure}"
@@ -183,8 +189,17 @@ def attack_measure_metric(attack: str, measure: str) -> str:
 
 def objective_metrics() -> tuple[str, ...]:
     """Every metric a spec may name as an objective, in a stable order."""
-    strong = tuple(attack_measure_metric(a, m) for a in POPULATION_ATTACKS for m in ATTACK_MEASURES)
+    strong = tuple(attack_measure_metric(a, m) + view for a in POPULATION_ATTACKS for m in ATTACK_MEASURES
+                   for view in ("", PER_TARGET))
     return (*TRIAL_METRICS, *POPULATION_METRICS, *strong)
+
+
+def metric_fpr(metric: str) -> float | None:
+    """The FPR a TPR metric is measured at (`lira_tpr_at_fpr_0.001_per_target` -> 0.001), else None."""
+    for f in LOW_FPRS:
+        if metric.removesuffix(PER_TARGET).endswith(f"tpr_at_fpr_{f}"):
+            return f
+    return None
 
 
 def metric_needs(metric: str) -> tuple[str, ...]:
@@ -192,7 +207,7 @@ def metric_needs(metric: str) -> tuple[str, ...]:
     if metric in POPULATION_METRICS:
         return ("population",)
     for attack in POPULATION_ATTACKS:
-        if metric.startswith(f"{attack}_") and metric[len(attack) + 1:] in ATTACK_MEASURES:
+        if metric.startswith(f"{attack}_") and metric[len(attack) + 1:].removesuffix(PER_TARGET) in ATTACK_MEASURES:
             return ("attack", attack)
     if metric == "label_only_acc":
         return ("kind", "label_only")

@@ -34,6 +34,9 @@ def add_trial_parser(sub) -> None:
     p.add_argument("--dataset", default="digits", help="digits | longtail | purchase100 | texas100 | cifar10 | cifar100")
     p.add_argument("--data-root", help="folder with the dataset's canonical files (purchase100, texas100, cifar)")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR into --data-root")
+    p.add_argument("--dataset-option", dest="dataset_options", action="append", type=_option_pair, default=[],
+                   metavar="KEY=VALUE", help="the source's own options, repeated: e.g. --dataset-option n=6000 "
+                                             "--dataset-option binary=true (longtail)")
     p.add_argument("--optimizer", default="sgd", help="sgd | sam | asam | sharpreg")
     p.add_argument("--base-optimizer", default="sgd", help="sgd (with momentum) | adam")
     p.add_argument("--rho", type=float, help="neighbourhood radius (sam, asam, sharpreg)")
@@ -57,9 +60,11 @@ def add_trial_parser(sub) -> None:
     p.add_argument("--attacks", help="comma-separated attack names (default: every attack the trial can run; "
                                      "`samprivacy catalog` lists them)")
     p.add_argument("--population", type=int, metavar="K",
-                   help="train K models on random halves of the member pool and run LiRA / RMIA with each in turn "
+                   help="train K models on random halves of the pool and run LiRA / RMIA with each in turn "
                         "as the target")
     p.add_argument("--fraction", type=float, help="share of the pool each population model trains on (0.5)")
+    p.add_argument("--pool", choices=("all", "members"), help="the population's pool: every example outside test "
+                                                              "and validation (all, default) or the split's members")
     p.add_argument("--shared-references", type=int, metavar="N",
                    help="RMIA / offline LiRA against N reference models trained once with SGD (see --references)")
     p.add_argument("--references", help="folder of shared reference models (default: <out>/references, else "
@@ -78,10 +83,12 @@ def cmd_trial(args: argparse.Namespace) -> int:
     from samprivacy.spec import TrialConfig, parse_trial_config
 
     population = {k: v for k, v in (("models", args.population), ("fraction", args.fraction),
-                                     ("shared_references", args.shared_references)) if v is not None}
+                                     ("shared_references", args.shared_references), ("pool", args.pool))
+                  if v is not None}
     if population and "models" not in population:
-        raise SamprivacyError("--fraction and --shared-references describe a population; add --population K")
+        raise SamprivacyError("--fraction, --pool and --shared-references describe a population; add --population K")
     fields = dict(dataset=args.dataset, data_root=args.data_root, download=args.download, model=args.model,
+                  dataset_options=dict(args.dataset_options) or None,
                   hidden=args.hidden, optimizer=args.optimizer, base_optimizer=args.base_optimizer, rho=args.rho,
                   lam=args.lam, xi=args.xi, swa_start=args.swa_start, swa_lr=args.swa_lr, lr=args.lr,
                   momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
@@ -122,15 +129,52 @@ def print_trial_summary(summary: dict) -> None:
               f"[bold]attack acc {summary['attack_acc']:.4f}[/] ({summary['best_attack']})")
     keys = ("accuracy", "auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "advantage")
     table = Table("attack", "accuracy", "AUC", "TPR@0.1%FPR", "TPR@1%FPR", "advantage",
-                  caption="mean ± std over the population's targets" if pop else None)
+                  caption="mean ± std over the population's targets (lira, rmia: AUC and TPRs pooled over targets, "
+                          "see below); - : too few non-members for that FPR" if pop else None)
     spread = summary.get("attacks_std", {})
+
+    def cell(name: str, key: str, m: dict) -> str:
+        if m[key] is None:
+            return "-"
+        std = spread.get(name, {}).get(key)
+        return f"{m[key]:.4f}" + (f"±{std:.3f}".replace("±0.", "±.") if std is not None else "")
+
     for name, m in sorted(summary["attacks"].items(), key=lambda kv: -kv[1]["accuracy"]):
-        table.add_row(name, *(f"{m[k]:.4f}" + (f"±{spread[name][k]:.3f}".replace("±0.", "±.") if name in spread
-                                                else "") for k in keys))
+        table.add_row(name, *(cell(name, k, m) for k in keys))
     out.print(table)
+    _print_low_fpr(summary)
     if pop and summary.get("conf_var_out") is not None:
         out.print(f"confidence variance on unseen examples: {summary['conf_var_out']:.4f} (pool, OUT models), "
                   f"{summary['conf_var_test']:.4f} (held-out test set)")
+
+
+def _print_low_fpr(summary: dict) -> None:
+    """Every population attack's TPR at low FPR: pooled over targets with its 95% interval and negatives, and
+    the per-target mean beside it."""
+    from samprivacy.catalog import LOW_FPRS, POPULATION_ATTACKS
+
+    strong = [a for a in POPULATION_ATTACKS if f"{a}_auc" in summary]
+    if not strong:
+        return
+    table = Table("attack", *(h for f in LOW_FPRS for h in (f"TPR@{f:.1%}FPR pooled [95% CI]", "non-members",
+                                                              "per target")),
+                  caption="pooled: one ROC over every target's own members and non-members (the primary figure); "
+                          "interval: bootstrap over examples")
+    for attack in strong:
+        row = [attack]
+        for f in LOW_FPRS:
+            m = f"{attack}_tpr_at_fpr_{f}"
+            value, low, high = summary[m], summary[f"{m}_ci_low"], summary[f"{m}_ci_high"]
+            row.append("missing" if value is None else f"{value:.4f} [{low:.4f}, {high:.4f}]")
+            row.append(f"{summary[f'{m}_negatives']:,}")
+            per_target = summary[f"{m}_per_target"]
+            row.append("missing" if per_target is None else f"{per_target:.4f}")
+        table.add_row(*row)
+    out.print(table)
+    for metric, reason in summary.get("missing", {}).items():
+        out.print(f"[dim]{metric} missing: {reason}[/]")
+    for warning in summary.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {warning}")
 
 
 def add_sweep_parsers(sub) -> None:
@@ -189,7 +233,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if size is not None and size < spec.n_trials:  # only with a sampler other than grid (grid checks trials)
         out.print(f"[yellow]note:[/] the search space holds {size} distinct configurations: the sweep ends once "
                   f"they are measured, before trials ({spec.n_trials})")
+    _print_reach(spec)
     return 0
+
+
+def _print_reach(spec) -> None:
+    """The population's pool and the non-members behind each low-FPR figure; a warning per objective it cannot
+    reach. Needs the data: a dataset that cannot be loaded here gets a note, not a failure."""
+    from samprivacy.pipeline.reach import sweep_reach
+
+    try:
+        infos, warnings = sweep_reach(spec)
+    except SamprivacyError as e:
+        out.print(f"[yellow]note:[/] cannot size the population's pool here ({e})")
+        return
+    for info in infos:
+        if "pool" in info:
+            out.print(f"{info['dataset']}: population pool of {info['pool']:,} examples ({info['pool_protocol']}), "
+                      f"{info['models']} models: {info['negatives_per_target']:,} non-members per target, "
+                      f"{info['negatives_pooled']:,} pooled over targets")
+    for warning in warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
 
 
 def _progress_printer(total: int):
@@ -360,6 +424,21 @@ def _serve(argv: list[str], env: dict[str, str] | None = None) -> int:
         raise
 
 
+def _option_pair(text: str) -> tuple[str, bool | int | float | str]:
+    """KEY=VALUE with VALUE read as true/false, an int, a float, or else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def _env_pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -483,6 +562,8 @@ def cmd_memorization(args: argparse.Namespace) -> int:
         for row in rows:
             table.add_row(*(escape(str(v)) for v in row.values()))
         out.print(table)
+    for note in doc.get("notes", []):
+        out.print(f"[yellow]note:[/] {note}")
     for name, o in doc["optimizers"].items():
         if o["singleton_auc"] is not None:
             out.print(f"{name}: memorization ranks the planted singletons with AUC {o['singleton_auc']:.3f}")

@@ -12,7 +12,10 @@ balanced population of K models: 0.1 needs about 100 models, 0.05 about 400.
 
 Test examples are put in 5 buckets by I_ent, from lowest (influenced by a few training examples: memorization)
 to highest (influence spread out: learning); buckets are fixed from one population (the paper: SGD's) and every
-optimizer's test accuracy is measured per bucket.
+optimizer's test accuracy is measured per bucket. With few models the buckets mostly sort noise: `null_buckets`
+repeats the computation with the membership matrix shuffled (true influence zero), the spread a reader must see
+beside every bucket table. Test examples every model gets right (or wrong) have no influence at all and no
+entropy: they are counted, in no bucket.
 
 Shapes: keep (K, N) bool; correct (K, N) bool; test_correct (K, M) bool; labels (N,), test_labels (M,) ints.
 """
@@ -121,3 +124,56 @@ def bucket_accuracy(test_correct: np.ndarray, bucket: np.ndarray, buckets: int =
             mean[b] = per_model.mean()
             stderr[b] = per_model.std(ddof=1) / np.sqrt(k) if k > 1 else np.nan
     return mean, stderr, size
+
+
+def shuffled_membership(keep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """keep (K, N) with each column's models permuted: every example keeps its IN count, but which models trained
+    on it no longer has anything to do with what they got right (the true influence is zero)."""
+    order = rng.random(keep.shape).argsort(axis=0)
+    return np.take_along_axis(keep, order, axis=0)
+
+
+@dataclass(frozen=True, eq=False)
+class NullBuckets:
+    """The bucket computation with the membership matrix shuffled (shuffles times): what noise alone gives.
+
+    bucket_acc (B,): the mean over shuffles of each bucket's accuracy; spread: the mean over shuffles of the
+    largest minus the smallest bucket accuracy, spread_std its standard deviation over shuffles."""
+
+    bucket_acc: np.ndarray
+    spread: float
+    spread_std: float
+    shuffles: int
+
+
+def null_buckets(keep: np.ndarray, test_correct: np.ndarray, labels: np.ndarray, test_labels: np.ndarray, *,
+                 rng: np.random.Generator, buckets: int = BUCKETS, significance: float = 0.0,
+                 shuffles: int = 5, measured: np.ndarray | None = None) -> NullBuckets:
+    """The null baseline of a bucket table: influence entropy and buckets recomputed from the same models'
+    correctness with `keep` shuffled (shuffled_membership), and the accuracy per bucket of `measured` (K', M)
+    (default: test_correct, the models that fixed the buckets)."""
+    measured = test_correct if measured is None else measured
+    rows, spreads = [], []
+    for _ in range(shuffles):
+        entropy = influence_entropy(shuffled_membership(keep, rng), test_correct, labels, test_labels,
+                                    significance).entropy
+        if np.isfinite(entropy).sum() < buckets:
+            continue
+        acc = bucket_accuracy(measured, entropy_buckets(entropy, buckets)[0], buckets)[0]
+        rows.append(acc)
+        spreads.append(np.nanmax(acc) - np.nanmin(acc))
+    if not rows:
+        return NullBuckets(np.full(buckets, np.nan), float("nan"), float("nan"), 0)
+    return NullBuckets(np.nanmean(rows, axis=0), float(np.mean(spreads)),
+                       float(np.std(spreads, ddof=1)) if len(spreads) > 1 else 0.0, len(rows))
+
+
+def split_models(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Two halves of a population's models (even and odd indices) such that, in each, every example is IN for
+    one model at least and OUT of one at least; None when the population is too small for that."""
+    halves = (np.arange(keep.shape[0]) % 2 == 0, np.arange(keep.shape[0]) % 2 == 1)
+    for half in halves:
+        n_in = keep[half].sum(axis=0)
+        if half.sum() < 2 or (n_in == 0).any() or (n_in == half.sum()).any():
+            return None
+    return halves

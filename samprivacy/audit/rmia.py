@@ -70,25 +70,33 @@ def choose_out_references(out: np.ndarray, count: int, rng: np.random.Generator,
 
 
 A_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+DEFAULT_A = 0.3  # the authors' default, used (with a warning) where there is nothing to tune on
 
 
 def tune_a(prob_x: np.ndarray, keep: np.ndarray, prob_z: np.ndarray, count: int, rng: np.random.Generator,
-           gamma: float = 1.0) -> float:
-    """The a of A_GRID under which RMIA best attacks (by AUC) model 0 of a set of reference models with `count`
-    of the others, as the authors' tool picks it. Uses reference models only, never the target.
+           gamma: float = 1.0) -> float | None:
+    """The a of A_GRID under which RMIA best attacks (by AUC) model 0 of a set of reference models with up to
+    `count` of the others, as the authors' tool picks it; None where it cannot (the caller falls back to
+    DEFAULT_A and says so). Uses reference models only, never the target.
 
     prob_x (R, N) and prob_z (R, Z): each reference model's Pr(.|theta); keep (R, N): their membership.
-    Examples without `count` OUT models among 1..R-1 are left out of the tuning.
+    The tuning uses as many OUT references per example as every example has among models 1..R-1 (at most
+    `count`, at least 1): with 4 references at fraction 0.5 model 0's non-members have only one other OUT model,
+    so the tool tunes with one reference model (what the authors' offline tuning does with few references).
     """
-    chosen = choose_out_references(~keep[1:], count, rng, strict=False)
-    usable = chosen.sum(axis=0) == count
-    if usable.sum() < 2 or keep[0, usable].all() or not keep[0, usable].any():
-        return 0.3  # too few reference models to tune on: the authors' default
-    reference_x = np.where(chosen[:, usable], prob_x[1:, usable], np.nan)
+    if keep.shape[0] < 2:
+        return None
+    available = int((~keep[1:]).sum(axis=0).min()) if keep.shape[1] else 0
+    count = min(count, available)
+    if count < 1:
+        return None
+    chosen = choose_out_references(~keep[1:], count, rng)
+    if keep[0].all() or not keep[0].any():
+        return None
+    reference_x = np.where(chosen, prob_x[1:], np.nan)
     reference_z = prob_z[1:1 + count]
 
     def score(a: float) -> float:
-        return auc(rmia_scores(prob_x[0, usable], reference_x, prob_z[0], reference_z, a=a, gamma=gamma),
-                   keep[0, usable])
+        return auc(rmia_scores(prob_x[0], reference_x, prob_z[0], reference_z, a=a, gamma=gamma), keep[0])
 
     return max(A_GRID, key=score)

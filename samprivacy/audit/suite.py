@@ -14,6 +14,7 @@ import torch
 
 from samprivacy import catalog
 from samprivacy.audit.label_only import label_only_scores
+from samprivacy.audit.lowfpr import missing_reason
 from samprivacy.audit.metrics import AttackMetrics, attack_metrics, best_threshold
 from samprivacy.audit.nn import nn_attack
 from samprivacy.audit.signals import Signals, model_logits
@@ -106,16 +107,41 @@ def validate_attack_names(names: Iterable[str] | str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttackResult:
     name: str
     kind: AttackKind
     metrics: AttackMetrics
+    scores: np.ndarray | None = field(default=None, repr=False)  # eval scores, in the eval sets' order
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttackReport:
     results: dict[str, AttackResult]
+    eval_membership: np.ndarray | None = field(default=None, repr=False)
+
+    def held_out_best(self, measure: str = "accuracy", kind: AttackKind | None = None,
+                      seed: int = 0) -> float | None:
+        """The strongest attack by `measure`, chosen on data it is not scored on: the eval sets are halved at
+        random (members and non-members each), the attack with the best value on one half is measured on the
+        other, both ways, and the two are averaged; None when no attack reports the measure on a half (a TPR
+        at an FPR below 1 / the half's non-members)."""
+        pool = [r for r in self.results.values() if (kind is None or r.kind == kind) and r.scores is not None]
+        if not pool or self.eval_membership is None:
+            return None
+        membership = self.eval_membership
+        rng = np.random.default_rng([seed, 29])
+        first = np.zeros(len(membership), bool)
+        for group in (np.flatnonzero(membership), np.flatnonzero(~membership)):
+            first[rng.permutation(group)[: len(group) // 2]] = True
+        values = {}
+        for r in pool:
+            values[r.name] = [_measure(r, half, membership, measure) for half in (first, ~first)]
+        usable = {n: v for n, v in values.items() if None not in v}
+        if not usable:
+            return None
+        held_out = [usable[max(usable, key=lambda n: usable[n][a])][1 - a] for a in (0, 1)]
+        return float(np.mean(held_out))
 
     def _best(self, kind: AttackKind | None) -> AttackResult | None:
         pool = [r for r in self.results.values() if kind is None or r.kind == kind]
@@ -138,6 +164,14 @@ class AttackReport:
         return {name: r.metrics.to_dict() for name, r in self.results.items()}
 
 
+def _measure(result: AttackResult, half: np.ndarray, membership: np.ndarray, measure: str) -> float | None:
+    """`measure` of one attack on one half of the eval sets, at the threshold fitted on the known sets."""
+    fpr = next((f for f in catalog.LOW_FPRS if measure == f"tpr_at_fpr_{f}"), None)
+    if fpr is not None and missing_reason(fpr, int((~membership[half]).sum())) is not None:
+        return None
+    return attack_metrics(result.scores[half], membership[half], result.metrics.threshold).to_dict()[measure]
+
+
 def run_attack(name: str, context: AttackContext) -> AttackResult:
     """Fit attack `name` on the known sets in `context` and score it on the eval sets."""
     name = validate_attack_names([name])[0]
@@ -146,7 +180,8 @@ def run_attack(name: str, context: AttackContext) -> AttackResult:
                           "audit.population.audit_population, or give the trial a `population`")
     spec = ATTACKS[name]
     eval_scores, threshold = spec.fit_and_score(context)
-    return AttackResult(name, spec.kind, attack_metrics(eval_scores, context.eval_membership, threshold))
+    return AttackResult(name, spec.kind, attack_metrics(eval_scores, context.eval_membership, threshold),
+                        np.asarray(eval_scores, dtype=np.float64))
 
 
 def run_attacks(
@@ -197,4 +232,4 @@ def run_attacks(
         options={"nn": dict(nn_options or {}),
                  "label_only": {"num_queries": label_only_queries, **(label_only_options or {})}},
     )
-    return AttackReport({name: run_attack(name, context) for name in names})
+    return AttackReport({name: run_attack(name, context) for name in names}, context.eval_membership)

@@ -4,7 +4,8 @@
     for k in range(plan.models): result = train(model_k, dataset, config_k(k), train_index=plan.train_index(k))
     stats = model_statistics(result.model, dataset, plan, queries)        # per-example arrays, not the model
 
-The pool is the dataset's member pool (splits.train); every model is selected on splits.val and measured on the
+The pool is given by the caller (pipeline.setup.population_pool: by default every example outside the test and
+validation sets, the LiRA protocol; or the split's members, splits.train); every model is selected on splits.val and measured on the
 held-out non-members splits.test, which no model trains on. `keep` (K, N) is balanced as in the LiRA reference
 code: every pool example is IN for fraction * K models (a random set of them), so each example has the same
 number of IN and OUT models (when fraction * K is not whole, floor or ceiling at random). The pool is also halved once into `known` and eval examples: attacks
@@ -52,8 +53,11 @@ class PopulationPlan:
     seeds: np.ndarray
 
     @classmethod
-    def make(cls, dataset: Dataset, models: int, fraction: float = 0.5, seed: int = 0) -> "PopulationPlan":
-        pool, test = np.sort(dataset.splits.train), np.sort(dataset.splits.test)
+    def make(cls, dataset: Dataset, models: int, fraction: float = 0.5, seed: int = 0,
+             pool: np.ndarray | None = None) -> "PopulationPlan":
+        """pool: dataset indices the models draw their halves from (None: the split's members, splits.train)."""
+        pool = np.sort(dataset.splits.train if pool is None else np.asarray(pool, dtype=np.int64))
+        test = np.sort(dataset.splits.test)
         rng = np.random.default_rng([seed, 11])  # a stream of its own: the split used [seed, 1] and [seed, 2]
         keep = balanced_membership(models, len(pool), fraction, rng)
         known = np.zeros(len(pool), bool)

@@ -1,13 +1,18 @@
-"""A trial with a population: K models of the trial's configuration on random halves of the member pool, every
-attack run with each model in turn as the target, metrics averaged over targets with their spread.
+"""A trial with a population: K models of the trial's configuration on random halves of a pool, every attack run
+with each model in turn as the target.
 
-    result = run_population_trial(config)           # config.population = Population(models=16)
-    result.summary()["lira_tpr_at_fpr_0.001"]       # mean over the 16 targets; ..._std beside it
+    result = run_population_trial(config)                  # config.population = Population(models=16)
+    result.summary()["lira_tpr_at_fpr_0.001"]              # the ROC pooled over the 16 targets
+    result.summary()["lira_tpr_at_fpr_0.001_ci_low"]       # its 95% interval, ..._negatives the non-members behind it
+    result.summary()["lira_tpr_at_fpr_0.001_per_target"]   # the mean over targets, ..._per_target_std its spread
 
-Single-model attacks (thresholds, NN, label-only) run against each model right after it trains, with its own
-members and non-members in the pool's known half (fit) and eval half (score); then LiRA and RMIA run on the
-stacked per-example statistics (audit.population). Resumable: a checkpoint holds every finished model's record
-and the current model's training state; a population resumed from it trains only what is missing.
+The pool (population.pool) is by default every example outside the test and validation sets (the LiRA protocol),
+or the split's members (the paper's Table 1 protocol). Single-model attacks (thresholds, NN, label-only) run
+against each model right after it trains, with its own members and non-members in the pool's known half (fit)
+and eval half (score); then LiRA and RMIA run on the stacked per-example statistics, scored on the whole pool
+(audit.population). The privacy figures of the summary: pipeline.privacy. Resumable: a checkpoint holds every
+finished model's record and the current model's training state; a population resumed from it trains only what is
+missing.
 """
 
 from __future__ import annotations
@@ -22,15 +27,18 @@ import numpy as np
 
 from samprivacy import catalog
 from samprivacy.audit.memorization import memorization
+from samprivacy.audit.lowfpr import missing_reason
 from samprivacy.audit.population import (ConfidenceVariance, PopulationAttackOptions, PopulationAttackResult,
-                                         audit_population, confidence_variance, summarise)
+                                         audit_population, confidence_variance)
+from samprivacy.catalog import LOW_FPRS
 from samprivacy.errors import ConfigError
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import STAT_FIELDS, PopulationPlan, PopulationStats, default_queries
 from samprivacy.learn.train import resolve_device
 from samprivacy.pipeline.members import ModelRecord, train_member
+from samprivacy.pipeline.privacy import best_attacks, finite_or_none, per_target_table, population_attack_metrics
 from samprivacy.pipeline.references import ReferenceStore
-from samprivacy.pipeline.setup import load_data
+from samprivacy.pipeline.setup import load_data, population_pool
 from samprivacy.pipeline.single import save_roc
 from samprivacy.spec import TrialConfig
 
@@ -47,51 +55,72 @@ class PopulationTrialResult:
     seconds: float
     device: str
 
+    def eval_negatives(self) -> int:
+        """Non-members per target in the pool's eval half (the fewest any target has): what a single-model
+        attack's TPR stands on."""
+        return int((~self.plan.known[None, :] & ~self.plan.keep).sum(axis=1).min())
+
     def attack_tables(self) -> tuple[dict[str, dict], dict[str, dict]]:
-        """Every attack's measures averaged over targets, and their standard deviations."""
+        """Every attack's headline measures and their spread over targets. Single-model attacks: means over
+        targets (eval half); population attacks: AUC and TPRs of the pooled ROC (whole pool), accuracy and
+        advantage as means. A TPR below 1 / negatives is None."""
+        table = per_target_table([r.attacks for r in self.records], self.strong, self.eval_negatives())
         means, stds = {}, {}
-        for name in self.records[0].attacks:
-            means[name], stds[name] = summarise([r.attacks[name].to_dict() for r in self.records])
+        for name, values in table.items():
+            means[name] = {k: finite_or_none(float(v.mean())) for k, v in values.items()}
+            stds[name] = {k: finite_or_none(float(v.std(ddof=1)) if len(v) > 1 else 0.0) for k, v in values.items()}
         for name, result in self.strong.items():
-            means[name], stds[name] = result.mean(), result.std()
+            means[name] = result.primary()
         return means, stds
+
+    def low_fpr(self) -> dict[str, dict]:
+        """attack -> `tpr_at_fpr_F` -> {value, low, high, negatives, missing, pooled}: every low-FPR TPR with the
+        negatives behind it (population attacks: the pooled ROC with its 95% interval; single-model attacks: the
+        mean over targets on the eval half, no interval)."""
+        out = {}
+        negatives = self.eval_negatives()
+        means = self.attack_tables()[0]
+        for name in self.records[0].attacks:
+            out[name] = {f"tpr_at_fpr_{f}": {"value": means[name][f"tpr_at_fpr_{f}"], "low": None, "high": None,
+                                             "negatives": negatives, "missing": missing_reason(f, negatives,
+                                                                                               " per target"),
+                                             "pooled": False} for f in LOW_FPRS}
+        for name, r in self.strong.items():
+            out[name] = {f"tpr_at_fpr_{f}": {**r.figures.pooled[f].to_dict(), "pooled": True} for f in LOW_FPRS}
+        return out
 
     def summary(self) -> dict:
         """The trial's JSON document: the single-trial fields (averaged over the population) plus
-        test_acc_std, each population attack's `<attack>_<measure>` (and `_std`), and the confidence variance."""
+        test_acc_std, each population attack's figures (pipeline.privacy), the low-FPR table, the confidence
+        variance, and what is missing and why."""
         means, stds = self.attack_tables()
         per_model = {key: np.array([r.metrics[key] for r in self.records], float)
                      for key in ("train_acc", "val_acc", "test_acc", "best_epoch")}
-
-        def best(kind: str | None) -> str | None:
-            pool = [n for n in means if kind is None or catalog.ATTACKS[n].kind == kind]
-            return max(pool, key=lambda n: means[n]["accuracy"], default=None)
-
-        top, sq, lo = best(None), best("single_query"), best("label_only")
-        strong = {catalog.attack_measure_metric(name, key): value for name in self.strong
-                  for key, value in means[name].items()}
-        strong |= {f"{catalog.attack_measure_metric(name, key)}_std": value for name in self.strong
-                   for key, value in stds[name].items()}
+        table = per_target_table([r.attacks for r in self.records], self.strong, self.eval_negatives())
+        strong, missing = population_attack_metrics(self.strong)
+        warnings = [w for r in self.strong.values() for w in r.warnings]
+        pop = self.config.population
         return {
             "config": self.config.model_dump(mode="json"),
             "test_acc": float(per_model["test_acc"].mean()),
             "test_acc_std": float(per_model["test_acc"].std(ddof=1)) if len(self.records) > 1 else 0.0,
             "train_acc": float(per_model["train_acc"].mean()),
             "val_acc": float(per_model["val_acc"].mean()),
-            "attack_acc": means[top]["accuracy"],
-            "best_attack": top,
-            **{f"attack_{key}": max(m[key] for m in means.values())
-               for key in ("auc", "advantage", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01")},
-            "single_query_acc": means[sq]["accuracy"] if sq else None,
-            "label_only_acc": means[lo]["accuracy"] if lo else None,
+            **best_attacks(table),
             **strong,
+            **({"rmia_a": float(np.mean(self.strong["rmia"].a))} if "rmia" in self.strong else {}),
             **self.variance.summary,
             "best_epoch": int(round(per_model["best_epoch"].mean())),
             "attacks": means,
             "attacks_std": stds,
-            "population": {"models": len(self.records), "fraction": self.config.population.fraction,
+            "low_fpr": self.low_fpr(),
+            "missing": missing,
+            "warnings": warnings,
+            "population": {"models": len(self.records), "fraction": pop.fraction, "pool_protocol": pop.pool,
                            "pool": int(len(self.plan.pool)), "test": int(len(self.plan.test)),
-                           "shared_references": self.config.population.shared_references,
+                           "negatives_per_target": int((~self.plan.keep).sum(axis=1).min()),
+                           "negatives_pooled": int((~self.plan.keep).sum()),
+                           "shared_references": pop.shared_references,
                            "per_model": [dict(r.metrics) for r in self.records]},
             "history": [{"model": k, **row} for k, r in enumerate(self.records) for row in r.history],
             "device": self.device,
@@ -149,7 +178,8 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
         raise ConfigError("population.shared_references needs a folder for the reference models; pass "
                           "--references DIR (the sweep service uses <workdir>/references)")
     dataset = load_data(config)
-    plan = PopulationPlan.make(dataset, pop.models, pop.fraction, seed=config.seed)
+    plan = PopulationPlan.make(dataset, pop.models, pop.fraction, seed=config.seed,
+                               pool=population_pool(dataset, pop.pool))
     queries = pop.queries or default_queries(dataset.feature_kind)
     names = config.attack_names()
     single = tuple(n for n in names if not catalog.ATTACKS[n].needs_population)
@@ -170,7 +200,8 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
                                   on_epoch=hook, resume=train_state)
     ordered = [records[k] for k in range(plan.models)]
     stats = PopulationStats.stack(plan.keep, [r.stats for r in ordered])
-    refs = (references.get(config, dataset, pop.shared_references, pop.fraction, queries, pop.rmia.temperature)
+    refs = (references.get(config, dataset, pop.shared_references, pop.fraction, queries, pop.rmia.temperature,
+                           pool=plan.pool)
             if pop.shared_references and strong else None)
     results = audit_population(stats, plan.known, strong, attack_options(config), refs)
     return PopulationTrialResult(config, dataset, plan, ordered, stats, results, confidence_variance(stats),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from samprivacy.audit import validate_attack_names
@@ -28,6 +29,20 @@ def load_data(config: TrialConfig) -> Dataset:
     split_seed = config.seed if config.split_seed is None else config.split_seed
     return load_dataset(config.dataset, root=config.data_root, seed=split_seed, download=config.download,
                         **(config.dataset_options or {}))
+
+
+def population_pool(dataset: Dataset, which: str = "all") -> np.ndarray:
+    """The dataset indices a population's models draw their halves from (population.pool).
+
+    all: every example outside the held-out test set and the validation set (the LiRA protocol: each model's half
+    comes from nearly the whole dataset, and each target has about half the pool as non-members); members: the
+    split's training members (the paper's Table 1 protocol; for Purchase and Texas about 10% of the rows)."""
+    if which == "members":
+        return np.sort(dataset.splits.train)
+    if which != "all":
+        raise ValueError(f"population pool must be 'all' or 'members', got {which!r}")
+    held_out = np.concatenate([dataset.splits.test, dataset.splits.val])
+    return np.setdiff1d(np.arange(len(dataset.y)), held_out)
 
 
 def new_model(config: TrialConfig, dataset: Dataset, seed: int) -> torch.nn.Module:

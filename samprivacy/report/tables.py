@@ -82,6 +82,9 @@ def table1(configs: Sequence[ConfigResult]) -> Table:
     notes = ["values in %: mean ± sample standard deviation over seeds (- with one seed)"]
     if not any(m == "label_only_acc" for m, _ in columns):
         notes.append("no label-only attack ran: add `label_only` to the spec's attacks for that column")
+    if any(m.startswith(POPULATION_ATTACKS) for m, _ in columns):
+        notes.append("population attacks: AUC and TPR from one ROC pooled over each trial's targets; a TPR its "
+                     "non-members cannot reach (FPR below 1 / non-members) is left out of the mean")
     return Table("Table 1: test accuracy and membership-inference attack accuracy",
                  (*_label_headers(keys), *(f"{h} (%)" for _, h in columns)), rows, tuple(notes))
 

@@ -61,6 +61,9 @@ class Population(_Frozen):
 
     models: int = Field(8, ge=1, le=4096, description="K: models of the trial's configuration")
     fraction: float = Field(0.5, gt=0.0, lt=1.0, description="share of the pool each model trains on")
+    pool: Literal["all", "members"] = Field("all", description=(
+        "all: every example outside the held-out test and validation sets (the LiRA protocol, as many negatives "
+        "as the data allows); members: the split's training members (the paper's Table 1 protocol)"))
     shared_references: int = Field(0, ge=0, le=256, description=(
         "0: offline attacks use the population's other models; n > 0: RMIA and offline LiRA use n reference "
         "models trained once per (dataset, model, training budget) with plain SGD and shared by every trial"))

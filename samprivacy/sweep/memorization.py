@@ -24,6 +24,7 @@ from samprivacy.errors import ConfigError
 from samprivacy.files import save_torch_atomic, write_json_atomic
 from samprivacy.learn.population import PopulationPlan, PopulationStats, default_queries
 from samprivacy.pipeline import load_data
+from samprivacy.pipeline.setup import population_pool
 from samprivacy.pipeline.members import ModelRecord, train_member
 from samprivacy.report.memorization import (MemorizationReport, bucket_rows, memorization_report,
                                             plot_buckets, plot_memorization, summary_rows)
@@ -90,7 +91,8 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
                for name, c in configs.items()}
     dataset = load_data(next(iter(configs.values())))  # the preflight: a missing file stops us here
     population = spec.population
-    plan = PopulationPlan.make(dataset, population.models, population.fraction, seed=first.seed)
+    plan = PopulationPlan.make(dataset, population.models, population.fraction, seed=first.seed,
+                               pool=population_pool(dataset, population.pool))
     queries = population.queries or default_queries(dataset.feature_kind)
 
     records: dict[str, dict[int, ModelRecord]] = {name: {} for name in configs}
@@ -100,7 +102,11 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
         for k in range(plan.models):
             path = folder / name / f"model-{k:04d}.pt"
             if path.exists():
-                records[name][k] = ModelRecord.from_state(torch.load(path, weights_only=True))
+                state = torch.load(path, weights_only=True)
+                if state.get("fingerprint") != plan.fingerprint():
+                    raise ConfigError(f"{path} was trained for another membership plan (another pool, dataset or "
+                                      f"population size); delete {folder} to train the populations afresh")
+                records[name][k] = ModelRecord.from_state(state)
             else:
                 pending.append((name, k))
     if on_progress is not None and not pending:
@@ -118,7 +124,7 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
             ready, _ = ray.wait(list(futures), num_returns=1)
             name, k = futures.pop(ready[0])
             state = ray.get(ready[0])
-            save_torch_atomic(state, folder / name / f"model-{k:04d}.pt")
+            save_torch_atomic({**state, "fingerprint": plan.fingerprint()}, folder / name / f"model-{k:04d}.pt")
             records[name][k] = ModelRecord.from_state(state)
             done += 1
             if on_progress is not None:
@@ -162,6 +168,9 @@ def _log(spec: SweepSpec, storage, report: MemorizationReport, document: dict, f
         metrics |= {f"{name}_bucket{b + 1}_acc": float(v) for b, v in enumerate(o.bucket_acc) if np.isfinite(v)}
         if o.singleton_auc is not None:
             metrics[f"{name}_singleton_auc"] = o.singleton_auc
+    if report.null is not None:
+        metrics |= {"null_bucket_spread": report.null.spread, "null_bucket_spread_std": report.null.spread_std}
+    metrics["no_entropy"] = report.no_entropy
     tracker.log_metrics(run_id, metrics)
     rows = bucket_rows(report)
     tracker.client.log_table(run_id, {k: [r.get(k) for r in rows] for k in rows[0]}, "memorization/buckets.json")

@@ -21,6 +21,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from samprivacy.report.runs import TAG_CONFIG, TAG_KIND, TAG_SWEEP, TAG_TRIAL, search  # noqa: F401
+from samprivacy.catalog import POPULATION_ATTACKS
 from samprivacy.spec import OBJECTIVE_METRICS
 
 TAG_SWEEP_RUN = "samprivacy.sweep_run_id"  # on trial runs: their sweep's summary run
@@ -30,6 +31,7 @@ TAG_PROPOSAL = "samprivacy.proposal"  # the Optuna trial number of a config or d
 TAG_DUPLICATE_OF = "samprivacy.duplicate_of"  # on a duplicate: the run whose measurement it reuses
 TAG_PARETO = "pareto"
 TAG_FAILURE = "samprivacy.failure"
+POPULATION_ATTACK_PREFIXES = tuple(f"{a}_" for a in POPULATION_ATTACKS)
 # Classic model development, as far as MLflow records it (its 3.17 UI still opens an experiment on the GenAI
 # overview unless the address says ?workflowType=machine_learning: see report/page.py).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
@@ -211,8 +213,12 @@ def trial_metrics(summary: dict) -> dict[str, float]:
     metrics |= {f"selected_{k}": summary[k] for k in curves}
     metrics["trial_seconds"] = summary["seconds"]
     metrics |= {k: v for k, v in summary.items() if k.endswith("_std") and isinstance(v, float)}  # populations
+    # populations: every population attack's figures (per target, intervals, negatives); None (missing) is left out
+    metrics |= {k: v for k, v in summary.items() if k.startswith(POPULATION_ATTACK_PREFIXES)
+                and isinstance(v, (int, float)) and not isinstance(v, bool)}
     for suffix, table in (("", "attacks"), ("_std", "attacks_std")):
         for name, values in summary.get(table, {}).items():
             for key, value in values.items():
-                metrics[f"attack_{name}_{key}{suffix}"] = value
+                if value is not None:
+                    metrics[f"attack_{name}_{key}{suffix}"] = value
     return metrics

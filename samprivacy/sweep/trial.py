@@ -156,12 +156,16 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
         raise
 
     summary = result.summary()
+    warnings = {"samprivacy.warnings": "; ".join(summary["warnings"])} if summary.get("warnings") else {}
     tracker.log_metric_rows(run_id, [*pending, (0, trial_metrics(summary))], params=unlogged,
-                            tags={"samprivacy.best_attack": summary["best_attack"]})
+                            tags={"samprivacy.best_attack": summary["best_attack"], **warnings})
     with tempfile.TemporaryDirectory() as tmp:
         result.save(tmp)
         tracker.log_artifacts(run_id, tmp)
     tracker.finish(run_id)
     live.finished("complete", {k: (summary[k], d) for k, d in ctx.spec.objectives.items()
                                if summary.get(k) is not None})
-    tune.report({k: summary[k] for k in ctx.spec.objective_names})  # MLflow holds the rest
+    missing = [f"objective `{k}` is missing: {summary.get('missing', {})[k]}" for k in ctx.spec.objective_names
+               if summary.get(k) is None and k in summary.get("missing", {})]
+    tune.report({k: summary[k] for k in ctx.spec.objective_names}  # MLflow holds the rest
+                | ({"failed": "; ".join(missing)} if missing else {}))

@@ -56,3 +56,33 @@ def test_buckets_split_by_entropy_quantiles_and_accuracy_has_a_standard_error():
 def test_every_example_needs_in_and_out_models():
     with pytest.raises(ValueError, match="IN for at least one"):
         memorization(np.ones((2, 3), bool), np.ones((2, 3), bool))
+
+
+def _null_world(models: int, rng: np.random.Generator, n: int = 300, m: int = 400):
+    """Correctness independent of membership (true influence zero): every test example right with probability
+    0.7 for every model."""
+    from samprivacy.learn.population import balanced_membership
+
+    keep = balanced_membership(models, n, 0.5, rng)
+    test_correct = rng.random((models, m)) < 0.7
+    return keep, test_correct, rng.integers(0, 3, n), rng.integers(0, 3, m)
+
+
+def test_the_null_baseline_spread_shrinks_with_the_number_of_models():
+    from samprivacy.audit.memorization import null_buckets
+
+    rng = np.random.default_rng(0)
+    spreads = {}
+    for models in (8, 128):
+        keep, test_correct, labels, test_labels = _null_world(models, rng)
+        spreads[models] = null_buckets(keep, test_correct, labels, test_labels, rng=rng, shuffles=4).spread
+    assert spreads[8] > 2 * spreads[128] > 0, spreads
+
+
+def test_shuffled_membership_keeps_each_examples_in_count():
+    from samprivacy.audit.memorization import shuffled_membership
+
+    rng = np.random.default_rng(1)
+    keep = _null_world(16, rng)[0]
+    shuffled = shuffled_membership(keep, rng)
+    assert (shuffled.sum(axis=0) == keep.sum(axis=0)).all() and (shuffled != keep).any()

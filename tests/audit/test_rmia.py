@@ -62,13 +62,27 @@ def test_a_is_tuned_on_reference_models_alone():
     a = tune_a(prob, keep, prob_z, 2, np.random.default_rng(1))
     assert a in A_GRID and a == tune_a(prob, keep, prob_z, 2, np.random.default_rng(1))
     # model 0 (a reference, never a target) attacked with 2 OUT references among the others: no a does better
-    chosen = choose_out_references(~keep[1:], 2, np.random.default_rng(1), strict=False)
-    usable = chosen.sum(axis=0) == 2
-    reference_x = np.where(chosen[:, usable], prob[1:, usable], np.nan)
+    chosen = choose_out_references(~keep[1:], 2, np.random.default_rng(1))
 
     def score(value):
-        return auc(rmia_scores(prob[0, usable], reference_x, prob_z[0], prob_z[1:3], a=value), keep[0, usable])
+        reference_x = np.where(chosen, prob[1:], np.nan)
+        return auc(rmia_scores(prob[0], reference_x, prob_z[0], prob_z[1:3], a=value), keep[0])
 
     assert score(a) == max(score(v) for v in A_GRID)
-    # too few references to tune on: the authors' default
-    assert tune_a(prob[:2], keep[:2], prob_z[:2], 2, np.random.default_rng(1)) == 0.3
+    # too few references to tune on (an example has no OUT model besides model 0): None, the caller falls back
+    assert tune_a(prob[:2], keep[:2], prob_z[:2], 2, np.random.default_rng(1)) is None
+
+
+def test_a_is_tuned_with_four_shared_references():
+    """4 references at fraction 0.5: model 0's non-members have one other OUT model, so the tuning uses one
+    reference model (it used to fall back to 0.3 every time); members drift up by a known lift."""
+    from samprivacy.audit.rmia import A_GRID, tune_a
+    from samprivacy.learn.population import balanced_membership
+
+    rng = np.random.default_rng(3)
+    keep = balanced_membership(4, 2000, 0.5, rng)
+    difficulty = rng.uniform(0.05, 0.6, 2000)
+    prob = np.clip(np.where(keep, difficulty + 0.35, difficulty) + rng.normal(0, 0.02, keep.shape), 0.01, 1)
+    prob_z = np.clip(rng.uniform(0.05, 0.6, 500)[None, :] + rng.normal(0, 0.02, (4, 500)), 0.01, 1)
+    tuned = {tune_a(prob, keep, prob_z, 2, np.random.default_rng(s)) for s in range(3)}
+    assert None not in tuned and tuned <= set(A_GRID)

@@ -92,3 +92,22 @@ def test_public_names_exported():
     for name in audit.__all__:
         assert hasattr(audit, name), name
 
+
+
+def test_the_strongest_attack_is_chosen_on_half_the_eval_sets_and_measured_on_the_other():
+    """Twenty attacks with no signal (random scores): the maximum of their evaluation accuracies is above chance
+    by selection alone; the held-out choice is not."""
+    from samprivacy.audit.metrics import attack_metrics
+    from samprivacy.audit.suite import AttackReport, AttackResult
+
+    rng = np.random.default_rng(0)
+    membership = np.r_[np.ones(500, bool), np.zeros(500, bool)]
+    results = {}
+    for i in range(20):
+        scores = rng.random(1000)
+        results[f"a{i}"] = AttackResult(f"a{i}", "single_query", attack_metrics(scores, membership, 0.5), scores)
+    report = AttackReport(results, membership)
+    best_mean = max(r.metrics.accuracy for r in results.values())
+    held_out = report.held_out_best("accuracy")
+    assert best_mean > 0.52 and abs(held_out - 0.5) < 0.025
+    assert report.held_out_best("tpr_at_fpr_0.001") is None  # 250 non-members per half cannot show 0.1% FPR

@@ -34,13 +34,59 @@ def test_summary_reports_every_attack_averaged_over_targets(finished):
     for name in ("lira", "lira_offline", "rmia"):
         for measure in catalog.ATTACK_MEASURES:
             assert s[f"{name}_{measure}"] == s["attacks"][name][measure]
-            assert s[f"{name}_{measure}_std"] >= 0
-    assert s["attack_acc"] == max(m["accuracy"] for m in s["attacks"].values())
-    assert s["single_query_acc"] == max(s["attacks"][n]["accuracy"] for n in ("loss", "confidence_classwise"))
+            assert s[f"{name}_{measure}_per_target"] is None or s[f"{name}_{measure}_per_target_std"] >= 0
     assert s["conf_var_out"] > 0 and s["conf_var_test"] > 0
     # each model's attack metrics are its own: targets differ, so the spread is not zero
     assert s["attacks_std"]["loss"]["auc"] > 0
     assert [row["model"] for row in s["history"]] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+def test_population_attacks_are_scored_on_the_whole_pool_and_pooled_over_targets(finished):
+    from samprivacy.audit.metrics import auc
+
+    s, keep = finished.summary(), finished.plan.keep
+    pool = keep.shape[1]
+    assert s["population"]["pool"] == pool and s["population"]["pool_protocol"] == "all"
+    for name in ("lira", "lira_offline", "rmia"):
+        result = finished.strong[name]
+        # the pooled ROC: every target's scores on its own members and non-members, K times the negatives
+        assert s[f"{name}_auc"] == pytest.approx(auc(result.scores.ravel(), keep.ravel()))
+        assert s[f"{name}_tpr_at_fpr_0.01_negatives"] == int((~keep).sum()) > 5 * pool // 2
+        assert s[f"{name}_tpr_at_fpr_0.01_per_target_negatives"] == int((~keep).sum(axis=1).min())
+        low, value, high = (s[f"{name}_tpr_at_fpr_0.01{x}"] for x in ("_ci_low", "", "_ci_high"))
+        assert low <= value <= high
+        # per target, the whole pool (not its eval half): AUC of target 0 on every example
+        assert result.per_target[0].auc == pytest.approx(auc(result.scores[0], keep[0]))
+        # fewer than 1,000 non-members per target: the per-target TPR at 0.1% FPR is missing, with its reason
+        assert s[f"{name}_tpr_at_fpr_0.001_per_target"] is None
+        assert "below 1/" in s["missing"][f"{name}_tpr_at_fpr_0.001_per_target"]
+        assert s["low_fpr"][name]["tpr_at_fpr_0.01"]["pooled"] is True
+    # single-model attacks are scored on the eval half: fewer negatives still, and no pooled figure
+    assert s["low_fpr"]["loss"]["tpr_at_fpr_0.001"]["value"] is None
+    assert s["low_fpr"]["loss"]["tpr_at_fpr_0.01"]["negatives"] == finished.eval_negatives() < pool // 2
+
+
+def test_the_best_attack_is_chosen_on_targets_it_is_not_scored_on(finished):
+    s = finished.summary()
+    acc = {name: np.array([r.attacks[name].accuracy for r in finished.records])
+           for name in ("loss", "confidence_classwise")}
+    acc |= {name: np.array([m.accuracy for m in r.per_target]) for name, r in finished.strong.items()}
+    even, odd = np.arange(6) % 2 == 0, np.arange(6) % 2 == 1
+    held_out = [acc[max(acc, key=lambda n: acc[n][a].mean())][b].mean() for a, b in ((even, odd), (odd, even))]
+    assert s["attack_acc"] == pytest.approx(np.mean(held_out))
+    assert s["best_attack"] == max(acc, key=lambda n: acc[n].mean())
+    sq = {n: acc[n] for n in ("loss", "confidence_classwise")}
+    held_out = [sq[max(sq, key=lambda n: sq[n][a].mean())][b].mean() for a, b in ((even, odd), (odd, even))]
+    assert s["single_query_acc"] == pytest.approx(np.mean(held_out))
+
+
+def test_the_pool_protocol_is_a_choice(finished):
+    members = run_trial(population_config(population=Population(models=6, pool="members",
+                                                                 rmia={"reference_models": 1}), epochs=1))
+    assert members.summary()["population"]["pool_protocol"] == "members"
+    assert set(members.plan.pool) == set(members.dataset.splits.train)
+    held_out = set(finished.dataset.splits.test) | set(finished.dataset.splits.val)
+    assert set(finished.plan.pool) == set(range(len(finished.dataset.y))) - held_out
 
 
 def test_every_target_is_scored_against_its_own_membership(finished):
@@ -118,3 +164,40 @@ def test_population_attacks_need_a_population_that_can_serve_them():
     assert "lira" not in TrialConfig(population=Population(models=2, shared_references=2)).attack_names()
     assert "rmia" in TrialConfig(population=Population(models=2, shared_references=4)).attack_names()
     assert "rmia" not in TrialConfig(population=Population(models=2, shared_references=2)).attack_names()
+
+
+def test_references_are_keyed_by_the_dataset_options_and_a_foreign_file_is_refused(tmp_path):
+    store = ReferenceStore(tmp_path / "refs")
+    small = dict(dataset="longtail", hidden=(16,), epochs=1, batch_size=256, device="cpu", attacks=("loss", "rmia"),
+                 population=Population(models=1, shared_references=4))
+    options = dict(n=1000, classes=5, dim=16, subpopulations=10)
+    run_trial(TrialConfig(**small, dataset_options=options), references=store)
+    run_trial(TrialConfig(**small, dataset_options={**options, "zipf": 2.0}), references=store)
+    folders = sorted(p for p in (tmp_path / "refs").iterdir() if p.is_dir())
+    assert len(folders) == 2 and all(len(list(f.glob("model-*.pt"))) == 4 for f in folders)
+    # a file from the other recipe copied in (or any foreign file) is refused, never loaded
+    (folders[0] / "model-0001.pt").write_bytes((folders[1] / "model-0001.pt").read_bytes())
+    for options_tried in (options, {**options, "zipf": 2.0}):
+        try:
+            run_trial(TrialConfig(**small, dataset_options=options_tried), references=store)
+        except ConfigError as e:
+            assert "another plan or other data" in str(e) and "refusing to load" in str(e)
+            break
+    else:
+        pytest.fail("a reference file of another recipe was loaded")
+    (folders[0] / "model-0000.pt").write_bytes(b"not a torch file")
+    (folders[1] / "model-0000.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        run_trial(TrialConfig(**small, dataset_options=options), references=store)
+
+
+def test_rmia_that_cannot_tune_a_says_so_in_the_summary(tmp_path):
+    # 2 shared references at fraction 0.5: every example is IN for one of them, so reference 0's non-members have
+    # no other OUT model to tune a with
+    config = population_config(population=Population(models=1, shared_references=2, rmia={"reference_models": 1}),
+                               attacks=("loss", "rmia"), epochs=1)
+    s = run_trial(config, references=tmp_path / "refs").summary()
+    assert s["rmia_a"] == 0.3 and len(s["warnings"]) == 1 and "could not be tuned" in s["warnings"][0]
+    tuned = run_trial(config.model_copy(update={"population": Population(models=1, shared_references=4)}),
+                      references=tmp_path / "refs").summary()
+    assert tuned["warnings"] == []

@@ -44,7 +44,8 @@ def test_a_population_sweep_logs_strong_attack_metrics_and_arrays(tmp_path):
     assert len(trials) == 2 and {r.data.params["optimizer"] for r in trials} == {"sgd", "sam"}
     for run in trials:
         metrics = run.data.metrics
-        assert {"lira_auc", "lira_tpr_at_fpr_0.001", "rmia_auc", "test_acc_std", "lira_auc_std",
+        assert {"lira_auc", "lira_tpr_at_fpr_0.001", "rmia_auc", "test_acc_std", "lira_auc_per_target_std",
+                "lira_tpr_at_fpr_0.001_ci_low", "lira_tpr_at_fpr_0.001_negatives",
                 "conf_var_out", "attack_lira_accuracy"} <= set(metrics)
         assert 0 <= metrics["lira_auc"] <= 1 and metrics["test_acc_std"] >= 0
         assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"population.npz", "summary.json"}
