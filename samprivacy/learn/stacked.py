@@ -1,0 +1,376 @@
+"""K models of one configuration trained as one stacked model: the same protocol as K calls of `train`, at the
+price of a few.
+
+    results = train_stacked(models, dataset, configs, train_indices)   # one TrainResult per model, as train's
+
+Every layer of the K models is one batched matmul over a leading model axis (weights stacked to (K, out, in),
+`torch.baddbmm`), and everything `train` does per model stays per model: its own initial weights (the models
+passed in, built from their own seeds), its own training subset and batch order (a generator seeded as `train`
+seeds it), its own SAM/ASAM/SharpReg perturbation normalised by its own gradient norm, its own base-optimizer
+state, its own best epoch on the validation split, its own SWA average. Subsets of different sizes are handled by
+masking: a step takes each model's next batch of its own order; a model whose order is shorter has a short or
+empty batch there (padded rows weigh nothing), and a model with an empty batch does not step at all (weights,
+momentum, Adam's step count unchanged), exactly as it would have stopped its own epoch earlier.
+
+What stacks: `nn.Sequential` of Flatten, Linear, ReLU and Tanh (the FC and MLP models) without augmentation.
+Anything else (BatchNorm, convolutions, image augmentation) trains in a row with `train`; `stackable` says which.
+Results agree with `train` to float tolerance (a batched matmul sums in another order), not bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samprivacy.errors import ConfigError, TrainingDiverged
+from samprivacy.learn.data.base import Dataset
+from samprivacy.learn.optim import make_optimizer
+from samprivacy.learn.train import (SCHEDULES, TrainConfig, TrainResult, _swa_start_epoch, evaluate, resolve_augment,
+                                    resolve_device)
+
+ACTIVATIONS: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}
+
+
+def stackable(model: nn.Module) -> bool:
+    """True for an nn.Sequential of Flatten (first only), biased Linear, ReLU and Tanh layers."""
+    if not isinstance(model, nn.Sequential) or not any(isinstance(m, nn.Linear) for m in model):
+        return False
+    for i, m in enumerate(model):
+        if isinstance(m, nn.Flatten) and i == 0 and m.start_dim == 1 and m.end_dim == -1:
+            continue
+        if isinstance(m, nn.Linear) and m.bias is not None or type(m) in ACTIVATIONS:
+            continue
+        return False
+    return True
+
+
+class StackedNet:
+    """K copies of one Sequential architecture, weights stacked on a leading model axis: W (K, out, in), b (K, out)."""
+
+    def __init__(self, models: list[nn.Module], device: torch.device):
+        if not models or not all(stackable(m) for m in models):
+            raise ConfigError("only Sequential models of Linear, ReLU and Tanh layers stack; train the others in a row")
+        self.template = copy.deepcopy(models[0]).cpu()
+        self.layers = [type(m) for m in models[0]]
+        self.params: list[torch.Tensor] = []  # W0, b0, W1, b1, ... (leaves with gradients)
+        for j, layer in enumerate(models[0]):
+            if isinstance(layer, nn.Linear):
+                for name in ("weight", "bias"):
+                    stacked = torch.stack([getattr(m[j], name).detach() for m in models]).to(device)
+                    self.params.append(stacked.requires_grad_(True))
+
+    @property
+    def models(self) -> int:
+        return self.params[0].shape[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, B, *input) -> (K, B, classes): model k sees x[k]."""
+        h, p = x.flatten(2), iter(self.params)
+        for kind in self.layers:
+            if kind is nn.Linear:
+                weight, bias = next(p), next(p)
+                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            elif kind in ACTIVATIONS:
+                h = ACTIVATIONS[kind](h)
+        return h
+
+    def unstack(self, params: list[torch.Tensor] | None = None) -> list[nn.Module]:
+        """K ordinary modules holding `params` (default: the current weights), on the params' device."""
+        params = self.params if params is None else params
+        names = [name for name, _ in self.template.named_parameters()]
+        out = []
+        for k in range(self.models):
+            model = copy.deepcopy(self.template).to(params[0].device)
+            model.load_state_dict({name: p[k].detach().clone() for name, p in zip(names, params)})
+            out.append(model)
+        return out
+
+
+def _per_model(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (K,) vector shaped to broadcast against a stacked tensor (K, ...)."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+class StackedOptimizer:
+    """The optimizer family of learn.optim (Equation (6)) and its base optimizer, per model on stacked weights.
+
+    Hyperparameters live in an ordinary `SharpnessAware` over one dummy parameter (presets, validation and the LR
+    scheduler stay the single-model ones); this class applies them with every per-model quantity (||g||, momentum,
+    Adam's moments and step count) kept per model.
+    """
+
+    def __init__(self, params: list[torch.Tensor], config: TrainConfig):
+        self.params = params
+        self.holder = make_optimizer(config.optimizer, [torch.zeros(1, requires_grad=True)],
+                                     base=config.base_optimizer, lr=config.lr, momentum=config.momentum,
+                                     weight_decay=config.weight_decay, rho=config.rho, lam=config.lam, xi=config.xi)
+        self.holder._opt_called = True  # its steps are taken here: the scheduler need not warn that they are not
+        self.adam = config.base_optimizer == "adam"
+        k = params[0].shape[0]
+        self.state: dict[str, list[torch.Tensor]] = (
+            {"exp_avg": [torch.zeros_like(p) for p in params], "exp_avg_sq": [torch.zeros_like(p) for p in params],
+             "step": [torch.zeros(k, device=params[0].device)]} if self.adam else
+            {"momentum_buffer": [torch.zeros_like(p) for p in params]})
+
+    @property
+    def group(self) -> dict:
+        return self.holder.param_groups[0]
+
+    @property
+    def passes(self) -> int:
+        return self.holder.passes
+
+    def state_dict(self) -> dict:
+        # the group's lr too: the scheduler moves it, and a resumed schedule starts from where it was
+        return {"lr": self.group["lr"],
+                **{name: [t.detach().cpu().clone() for t in tensors] for name, tensors in self.state.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.group["lr"] = state["lr"]
+        for name, tensors in self.state.items():
+            for t, saved in zip(tensors, state[name]):
+                t.copy_(saved)
+
+    @torch.no_grad()
+    def _grad_norm(self, grads: list[torch.Tensor], t_w: list[torch.Tensor] | None) -> torch.Tensor:
+        """(K,) ||g_k|| over every parameter of model k (ASAM: ||T_w g_k||)."""
+        if t_w is not None:
+            grads = [g * t for g, t in zip(grads, t_w)]
+        return torch.linalg.vector_norm(torch.stack([g.flatten(1).norm(dim=1) for g in grads]), dim=0)
+
+    def step(self, closure: Callable[[], torch.Tensor], active: torch.Tensor) -> torch.Tensor:
+        """closure() runs forward + backward of the summed per-model losses and returns them (K,); models where
+        `active` is False (an empty batch) keep their weights and optimizer state."""
+        group = self.group
+        for p in self.params:
+            p.grad = None
+        with torch.enable_grad():
+            loss = closure()
+        if self.passes == 1:
+            coef = 1.0 - group["xi"]  # Equation (6) with lam = 0 or rho = 0: (1 - xi) * g
+            if coef != 1.0:
+                with torch.no_grad():
+                    for p in self.params:
+                        p.grad.mul_(coef)
+            self._base_step(active)
+            return loss
+        with torch.no_grad():  # first step: w + eps, eps = rho g / ||g|| per model (ASAM: rho T_w^2 g / ||T_w g||)
+            grads_w = [p.grad for p in self.params]
+            t_w = [p.abs() + group["eta"] for p in self.params] if group["adaptive"] else None
+            scale = group["rho"] / (self._grad_norm(grads_w, t_w) + 1e-12)
+            saved = []
+            for i, p in enumerate(self.params):
+                direction = grads_w[i] if t_w is None else t_w[i] * t_w[i] * grads_w[i]
+                saved.append(p.data)
+                p.data = p.data + direction * _per_model(scale, p)
+                p.grad = None
+        with torch.enable_grad():
+            closure()
+        with torch.no_grad():  # second step: back to w, grad = (1 + lam - xi) g(w) - lam g(w + eps)
+            coef_w, lam = 1.0 + group["lam"] - group["xi"], group["lam"]
+            for p, w, grad_w in zip(self.params, saved, grads_w):
+                p.data = w
+                if p.grad is None:
+                    p.grad = torch.zeros_like(grad_w)
+                if lam != -1.0:
+                    p.grad.mul_(-lam)
+                if coef_w != 0.0:
+                    p.grad.add_(grad_w, alpha=coef_w)
+        self._base_step(active)
+        return loss
+
+    @torch.no_grad()
+    def _base_step(self, active: torch.Tensor) -> None:
+        # torch.optim.SGD / Adam (L2 weight decay) written out per model; inactive models keep every tensor.
+        group, everyone = self.group, bool(active.all())
+        lr, wd = group["lr"], group["weight_decay"]
+        if self.adam:
+            beta1, beta2 = group["betas"]
+            step = self.state["step"][0]
+            step.add_(active.to(step.dtype))
+            bias1, bias2_sqrt = 1 - beta1 ** step, (1 - beta2 ** step).sqrt()
+        for i, p in enumerate(self.params):
+            grad = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
+            keep = None if everyone else _per_model(active, p)
+            if self.adam:
+                exp_avg, exp_avg_sq = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
+                new_avg = exp_avg.lerp(grad, 1 - beta1)
+                new_sq = exp_avg_sq.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denom = (new_sq.sqrt() / _per_model(bias2_sqrt, p)).add_(group["eps"])
+                new_p = p - _per_model(lr / bias1, p) * new_avg / denom
+                updates = ((exp_avg, new_avg), (exp_avg_sq, new_sq), (p, new_p))
+            else:
+                momentum = group["momentum"]
+                buf = self.state["momentum_buffer"][i]
+                new_buf = buf.mul(momentum).add_(grad) if momentum != 0 else grad
+                updates = ((buf, new_buf), (p, p.add(new_buf, alpha=-lr)))
+            for target, value in updates:
+                target.copy_(value if keep is None else torch.where(keep, value, target))
+
+
+def _batches(order: list[torch.Tensor], batch_size: int, device: torch.device) -> torch.Tensor:
+    """(K, steps, batch_size) row positions, -1 where a model's order has ended."""
+    steps = max(math.ceil(len(o) / batch_size) for o in order)
+    padded = torch.full((len(order), steps * batch_size), -1, dtype=torch.long)
+    for k, o in enumerate(order):
+        padded[k, :len(o)] = o
+    return padded.view(len(order), steps, batch_size).to(device)
+
+
+@torch.no_grad()
+def _evaluate(net: StackedNet, x: torch.Tensor, y: torch.Tensor, amp: bool) -> tuple[list[float], list[float]]:
+    """(K,) mean cross-entropy and accuracy of every model on one shared (x, y)."""
+    k, rows = net.models, max(64, 2 ** 15 // net.models)  # bounded activations: K x rows x width
+    loss = torch.zeros(k, device=x.device, dtype=torch.float64)
+    correct = torch.zeros(k, device=x.device, dtype=torch.long)
+    for i in range(0, len(x), rows):
+        xb, yb = x[i:i + rows], y[i:i + rows]
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = net(xb.unsqueeze(0).expand(k, *xb.shape)).float()
+        ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1)
+        loss += ce.sum(1).double()
+        correct += (logits.argmax(-1) == yb).sum(1)
+    n = max(len(x), 1)
+    return (loss / n).tolist(), [c / n for c in correct.tolist()]
+
+
+def _shared_config(configs: list[TrainConfig]) -> TrainConfig:
+    first = dataclasses.replace(configs[0], seed=0)
+    for c in configs[1:]:
+        if dataclasses.replace(c, seed=0) != first:
+            raise ConfigError("stacked models must share one configuration except their seeds; train them in a row")
+    return configs[0]
+
+
+def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[TrainConfig],
+                  train_indices: list[np.ndarray], *,
+                  on_epoch: Callable[[list[dict], Callable[[], dict]], None] | None = None,
+                  resume: dict | None = None) -> list[TrainResult]:
+    """`train(models[k], dataset, configs[k], train_index=train_indices[k])` for every k, as one stacked model.
+
+    on_epoch(rows, checkpoint) is called after every epoch with one row per model (train's row; `seconds` is the
+    model's share of the stacked epoch) and a function returning the stack's state (pass it back as `resume`).
+    """
+    config = _shared_config(configs)
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown `schedule` {config.schedule!r}; choose from: {', '.join(SCHEDULES)}")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ConfigError(f"`epochs` and `batch_size` must be >= 1, got {config.epochs} and {config.batch_size}")
+    if resolve_augment(config.augment, dataset.feature_kind):
+        raise ConfigError("augmented images draw crops per model; train these models in a row with `train`")
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    amp = config.amp if config.amp is not None else device.type == "cuda"
+    seeds = [c.seed for c in configs]
+    net = StackedNet(models, device)
+    k_models = net.models
+    rows = np.unique(np.concatenate([np.asarray(i) for i in train_indices]))  # every row some model trains on
+    x_rows, y_rows = dataset.x[torch.as_tensor(rows)].to(device), dataset.y[torch.as_tensor(rows)].to(device)
+    positions = [torch.as_tensor(np.searchsorted(rows, i), dtype=torch.long) for i in train_indices]
+    sizes = torch.tensor([len(p) for p in positions], device=device)
+    x_val, y_val = (t.to(device) for t in dataset.subset("val"))
+    optimizer = StackedOptimizer(net.params, config)
+    scheduler = SCHEDULES[config.schedule](optimizer.holder, config.epochs)
+    swa_from = _swa_start_epoch(config)
+    swa = [p.detach().clone() for p in net.params] if swa_from is not None else None
+
+    state = dict(epoch=0, swa_averaged=0, best_val_acc=[-1.0] * k_models, best_epoch=[0] * k_models,
+                 history=[[] for _ in range(k_models)])
+    best = [p.detach().clone() for p in net.params]
+    if resume is not None:
+        if resume.get("models") != k_models:
+            raise ConfigError(f"the stacked checkpoint holds {resume.get('models')} models, not {k_models}; "
+                              "start the population afresh")
+        with torch.no_grad():
+            for target, name in ((net.params, "params"), (best, "best"), (swa, "swa")):
+                for t, saved in zip(target or [], resume[name] or []):
+                    t.copy_(saved)
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        state.update(copy.deepcopy({k: resume[k] for k in state}))
+
+    def checkpoint() -> dict:
+        cpu = lambda ts: [t.detach().cpu().clone() for t in ts]  # noqa: E731 (a snapshot, not live tensors)
+        return dict(copy.deepcopy(state), models=k_models, params=cpu(net.params), best=cpu(best),
+                    swa=cpu(swa) if swa is not None else None, optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict())
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        averaging = swa_from is not None and epoch >= swa_from
+        if averaging:  # SWA: a constant learning rate while weights are averaged
+            optimizer.group["lr"] = config.swa_lr if config.swa_lr is not None else config.lr / 2
+        # each model's own order: the generator `train` seeds for (its seed, epoch)
+        order = [p[torch.randperm(len(p), generator=torch.Generator().manual_seed(s * 100_003 + epoch))]
+                 for p, s in zip(positions, seeds)]
+        batches = _batches(order, config.batch_size, device)
+        loss_sum = torch.zeros(k_models, device=device)
+        correct = torch.zeros(k_models, device=device, dtype=torch.long)
+        for step in range(batches.shape[1]):
+            index = batches[:, step]
+            mask = index >= 0
+            count = mask.sum(1)
+            xb, yb = x_rows[index.clamp(min=0)], y_rows[index.clamp(min=0)]
+            first: list[torch.Tensor] = []
+
+            def closure() -> torch.Tensor:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = net(xb)
+                ce = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(mask.shape)
+                losses = (ce * mask).sum(1) / count.clamp(min=1)  # each model's mean over its own batch
+                losses.sum().backward()
+                if not first:
+                    first.append(logits.detach())
+                return losses.detach()
+
+            losses = optimizer.step(closure, count > 0)
+            loss_sum += losses * count
+            correct += ((first[0].argmax(-1) == yb) & mask).sum(1)
+        train_loss = (loss_sum / sizes).tolist()
+        for loss in train_loss:
+            if not math.isfinite(loss):
+                raise TrainingDiverged(epoch, loss)
+        lr = optimizer.group["lr"]
+        if averaging:  # torch.optim.swa_utils.AveragedModel's running mean, per model
+            with torch.no_grad():
+                for avg, p in zip(swa, net.params):
+                    avg.lerp_(p.detach(), 1.0 / (state["swa_averaged"] + 1))
+            state["swa_averaged"] += 1
+        else:
+            scheduler.step()
+        val_loss, val_acc = _evaluate(net, x_val, y_val, amp)
+        if swa is None:
+            improved = torch.tensor([v > b for v, b in zip(val_acc, state["best_val_acc"])], device=device)
+            with torch.no_grad():
+                for b, p in zip(best, net.params):
+                    b.copy_(torch.where(_per_model(improved, p), p, b))
+            for k in np.flatnonzero(improved.cpu().numpy()):
+                state["best_val_acc"][k], state["best_epoch"][k] = val_acc[k], epoch
+        seconds = (time.perf_counter() - epoch_start) / k_models
+        acc = [c / n for c, n in zip(correct.tolist(), sizes.tolist())]
+        epoch_rows = [dict(epoch=epoch, train_loss=train_loss[k], train_acc=acc[k], val_loss=val_loss[k],
+                           val_acc=val_acc[k], lr=lr, seconds=seconds) for k in range(k_models)]
+        state["history"] = [[*h, row] for h, row in zip(state["history"], epoch_rows)]
+        state["epoch"] = epoch
+        if on_epoch is not None:
+            on_epoch(epoch_rows, checkpoint)
+
+    final = net.unstack(swa if swa is not None else best)
+    best_epochs = [config.epochs] * k_models if swa is not None else state["best_epoch"]
+    x_test, y_test = (t.to(device) for t in dataset.subset("test"))
+    seconds = (time.perf_counter() - start) / k_models
+    return [TrainResult(model=model, best_epoch=best_epochs[k], history=copy.deepcopy(state["history"][k]),
+                        train_acc=evaluate(model, x_rows[positions[k].to(device)], y_rows[positions[k].to(device)],
+                                           amp=amp)[1],
+                        val_acc=evaluate(model, x_val, y_val, amp=amp)[1],
+                        test_acc=evaluate(model, x_test, y_test, amp=amp)[1], seconds=seconds, device=str(device),
+                        config=dataclasses.asdict(configs[k]))
+            for k, model in enumerate(final)]
