@@ -71,13 +71,17 @@ class StackedNet:
     def models(self) -> int:
         return self.params[0].shape[0]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(K, B, *input) -> (K, B, classes): model k sees x[k]."""
-        h, p = x.flatten(2), iter(self.params)
+    def __call__(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """(K, B, *input) -> (K, B, classes): model k sees x[k]; shared: (B, *input) -> (K, B, classes), all see x."""
+        h, p = (x.flatten(1) if shared else x.flatten(2)), iter(self.params)
         for kind in self.layers:
             if kind is nn.Linear:
                 weight, bias = next(p), next(p)
-                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+                if h.dim() == 2:  # one input for every model: a single matmul against all K weights side by side
+                    k, out = weight.shape[:2]
+                    h = F.linear(h, weight.reshape(k * out, -1), bias.reshape(-1)).view(len(h), k, out).transpose(0, 1)
+                else:
+                    h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
             elif kind in ACTIVATIONS:
                 h = ACTIVATIONS[kind](h)
         return h
@@ -146,9 +150,9 @@ class StackedOptimizer:
             grads = [g * t for g, t in zip(grads, t_w)]
         return torch.linalg.vector_norm(torch.stack([g.flatten(1).norm(dim=1) for g in grads]), dim=0)
 
-    def step(self, closure: Callable[[], torch.Tensor], active: torch.Tensor) -> torch.Tensor:
+    def step(self, closure: Callable[[], torch.Tensor], active: torch.Tensor | None = None) -> torch.Tensor:
         """closure() runs forward + backward of the summed per-model losses and returns them (K,); models where
-        `active` is False (an empty batch) keep their weights and optimizer state."""
+        `active` (K,) is False (an empty batch) keep their weights and optimizer state (None: every model steps)."""
         group = self.group
         for p in self.params:
             p.grad = None
@@ -188,18 +192,18 @@ class StackedOptimizer:
         return loss
 
     @torch.no_grad()
-    def _base_step(self, active: torch.Tensor) -> None:
-        # torch.optim.SGD / Adam (L2 weight decay) written out per model; inactive models keep every tensor.
-        group, everyone = self.group, bool(active.all())
+    def _base_step(self, active: torch.Tensor | None) -> None:
+        # torch.optim.SGD / Adam (L2 weight decay) written out per model, in place when every model steps;
+        # otherwise models with an empty batch keep every tensor (torch.where).
+        group = self.group
         lr, wd = group["lr"], group["weight_decay"]
         if self.adam:
             beta1, beta2 = group["betas"]
             step = self.state["step"][0]
-            step.add_(active.to(step.dtype))
+            step.add_(1 if active is None else active.to(step.dtype))
             bias1, bias2_sqrt = 1 - beta1 ** step, (1 - beta2 ** step).sqrt()
         for i, p in enumerate(self.params):
-            grad = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
-            keep = None if everyone else _per_model(active, p)
+            grad = p.grad if wd == 0 else p.grad.add_(p, alpha=wd)
             if self.adam:
                 exp_avg, exp_avg_sq = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
                 new_avg = exp_avg.lerp(grad, 1 - beta1)
@@ -207,22 +211,28 @@ class StackedOptimizer:
                 denom = (new_sq.sqrt() / _per_model(bias2_sqrt, p)).add_(group["eps"])
                 new_p = p - _per_model(lr / bias1, p) * new_avg / denom
                 updates = ((exp_avg, new_avg), (exp_avg_sq, new_sq), (p, new_p))
-            else:
-                momentum = group["momentum"]
+            elif active is None:  # the common case: torch.optim.SGD's own in-place sequence
                 buf = self.state["momentum_buffer"][i]
-                new_buf = buf.mul(momentum).add_(grad) if momentum != 0 else grad
+                if group["momentum"] != 0:
+                    grad = buf.mul_(group["momentum"]).add_(grad)
+                p.add_(grad, alpha=-lr)
+                continue
+            else:
+                buf = self.state["momentum_buffer"][i]
+                new_buf = buf.mul(group["momentum"]).add_(grad) if group["momentum"] != 0 else grad
                 updates = ((buf, new_buf), (p, p.add(new_buf, alpha=-lr)))
+            keep = None if active is None else _per_model(active, p)
             for target, value in updates:
                 target.copy_(value if keep is None else torch.where(keep, value, target))
 
 
-def _batches(order: list[torch.Tensor], batch_size: int, device: torch.device) -> torch.Tensor:
-    """(K, steps, batch_size) row positions, -1 where a model's order has ended."""
+def _batches(order: list[torch.Tensor], batch_size: int) -> torch.Tensor:
+    """(steps, K, batch_size) row positions (on the CPU), -1 where a model's order has ended."""
     steps = max(math.ceil(len(o) / batch_size) for o in order)
     padded = torch.full((len(order), steps * batch_size), -1, dtype=torch.long)
     for k, o in enumerate(order):
         padded[k, :len(o)] = o
-    return padded.view(len(order), steps, batch_size).to(device)
+    return padded.view(len(order), steps, batch_size).transpose(0, 1).contiguous()
 
 
 @torch.no_grad()
@@ -234,7 +244,7 @@ def _evaluate(net: StackedNet, x: torch.Tensor, y: torch.Tensor, amp: bool) -> t
     for i in range(0, len(x), rows):
         xb, yb = x[i:i + rows], y[i:i + rows]
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = net(xb.unsqueeze(0).expand(k, *xb.shape)).float()
+            logits = net(xb, shared=True).float()
         ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1)
         loss += ce.sum(1).double()
         correct += (logits.argmax(-1) == yb).sum(1)
@@ -311,14 +321,17 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
         # each model's own order: the generator `train` seeds for (its seed, epoch)
         order = [p[torch.randperm(len(p), generator=torch.Generator().manual_seed(s * 100_003 + epoch))]
                  for p, s in zip(positions, seeds)]
-        batches = _batches(order, config.batch_size, device)
+        batches = _batches(order, config.batch_size)  # (steps, K, B)
+        counts = (batches >= 0).sum(2)  # (steps, K) rows per model and step, known without a device sync
+        everyone = (counts > 0).all(1).tolist()
+        index = batches.clamp(min=0).to(device)
+        # one gather per epoch; step s reads the contiguous block x_epoch[s] (K, B, ...)
+        x_epoch, y_epoch = x_rows[index.flatten()].view(*index.shape, *x_rows.shape[1:]), y_rows[index]
+        masks, counts = (batches >= 0).to(device), counts.to(device)
         loss_sum = torch.zeros(k_models, device=device)
         correct = torch.zeros(k_models, device=device, dtype=torch.long)
-        for step in range(batches.shape[1]):
-            index = batches[:, step]
-            mask = index >= 0
-            count = mask.sum(1)
-            xb, yb = x_rows[index.clamp(min=0)], y_rows[index.clamp(min=0)]
+        for step in range(len(batches)):
+            xb, yb, mask, count = x_epoch[step], y_epoch[step], masks[step], counts[step]
             first: list[torch.Tensor] = []
 
             def closure() -> torch.Tensor:
@@ -331,7 +344,7 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
                     first.append(logits.detach())
                 return losses.detach()
 
-            losses = optimizer.step(closure, count > 0)
+            losses = optimizer.step(closure, None if everyone[step] else count > 0)
             loss_sum += losses * count
             correct += ((first[0].argmax(-1) == yb) & mask).sum(1)
         train_loss = (loss_sum / sizes).tolist()

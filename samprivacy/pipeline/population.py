@@ -6,8 +6,10 @@ attack run with each model in turn as the target, metrics averaged over targets 
 
 Single-model attacks (thresholds, NN, label-only) run against each model right after it trains, with its own
 members and non-members in the pool's known half (fit) and eval half (score); then LiRA and RMIA run on the
-stacked per-example statistics (audit.population). Resumable: a checkpoint holds every finished model's record
-and the current model's training state; a population resumed from it trains only what is missing.
+stacked per-example statistics (audit.population). FC and MLP populations train as one stacked model
+(learn.stacked: the same per-model protocol, a few single-model trainings' cost); other models train one at a
+time. Resumable: a checkpoint holds every finished model's record and the training state of the model (or the
+stack) in progress; a population resumed from it trains only what is missing.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from samprivacy.errors import ConfigError
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import STAT_FIELDS, PopulationPlan, PopulationStats, default_queries
 from samprivacy.learn.train import resolve_device
-from samprivacy.pipeline.members import ModelRecord, train_member
+from samprivacy.pipeline.members import ModelRecord, stacks, train_member, train_members_stacked
 from samprivacy.pipeline.references import ReferenceStore
 from samprivacy.pipeline.setup import load_data
 from samprivacy.pipeline.single import save_roc
@@ -138,9 +140,10 @@ def restore_records(resume: dict | None, plan: PopulationPlan) -> dict[int, Mode
 
 
 def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = None, resume: dict | None = None,
-                         references: ReferenceStore | None = None) -> PopulationTrialResult:
+                         references: ReferenceStore | None = None, stacked: bool = True) -> PopulationTrialResult:
     """Train and audit the population of `config.population`. on_epoch(row, checkpoint): row carries `model`
-    and `step` (a running epoch count over models); checkpoint() returns what `resume` takes."""
+    and `step` (a running epoch count over models); checkpoint() returns what `resume` takes. stacked=False
+    trains every model in a row even where they could stack (the reference path)."""
     start = time.perf_counter()
     if config.population is None:
         raise ConfigError("run_population_trial needs config.population; use run_trial for a single model")
@@ -155,7 +158,11 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     single = tuple(n for n in names if not catalog.ATTACKS[n].needs_population)
     strong = tuple(n for n in names if catalog.ATTACKS[n].needs_population)
     records = restore_records(resume, plan)
-    for k in range(plan.models):
+    missing = [k for k in range(plan.models) if k not in records]
+    sequential_state = resume is not None and "model" in resume  # a model half-trained alone continues alone
+    if missing and stacked and not sequential_state and stacks(config, dataset):
+        records.update(_train_stack(config, dataset, plan, missing, queries, single, records, on_epoch, resume))
+    for k in missing:
         if k in records:
             continue
         train_state = resume["train"] if resume and resume.get("model") == k else None
@@ -175,3 +182,25 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     results = audit_population(stats, plan.known, strong, attack_options(config), refs)
     return PopulationTrialResult(config, dataset, plan, ordered, stats, results, confidence_variance(stats),
                                  time.perf_counter() - start, str(resolve_device(config.device)))
+
+
+def _train_stack(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, members: list[int], queries: int,
+                 attacks: tuple[str, ...], records: dict[int, ModelRecord], on_epoch: Callable | None,
+                 resume: dict | None) -> dict[int, ModelRecord]:
+    """The missing models as one stack; on_epoch sees one row per model each epoch, as it would in a row."""
+    state = (resume or {}).get("stack")
+    if state is not None and state["members"] != members:
+        raise ConfigError("the population checkpoint's stacked models are not the ones left to train; "
+                          "start the trial afresh")
+
+    def hook(rows: list[dict], checkpoint: Callable[[], dict]) -> None:
+        snapshot = lambda: {"fingerprint": plan.fingerprint(),  # noqa: E731 (called only when a checkpoint is due)
+                            "stack": {"members": members, "train": checkpoint()},
+                            "records": {j: r.to_state(keep_roc=j == 0) for j, r in records.items()}}
+        for k, row in zip(members, rows):
+            if on_epoch is not None:
+                on_epoch({**row, "model": k, "step": k * config.epochs + row["epoch"]}, snapshot)
+
+    return train_members_stacked(config, dataset, plan, members, queries, attacks,
+                                 temperature=config.population.rmia.temperature, on_epoch=hook,
+                                 resume=state["train"] if state is not None else None)

@@ -8,7 +8,7 @@ import torch
 
 from samprivacy import catalog
 from samprivacy.errors import ConfigError
-from samprivacy.pipeline import ReferenceStore, run_trial
+from samprivacy.pipeline import ReferenceStore, run_population_trial, run_trial
 from samprivacy.spec import Population, TrialConfig
 
 SMALL = dict(dataset="digits", hidden=(32,), epochs=2, batch_size=128, device="cpu")
@@ -62,7 +62,8 @@ def test_saved_arrays_hold_statistics_not_models(finished, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["lira_auc"] == finished.summary()["lira_auc"]
 
 
-def test_an_interrupted_population_resumes_from_the_models_it_trained(finished):
+@pytest.mark.parametrize("stacked", [True, False])
+def test_an_interrupted_population_resumes_from_the_models_it_trained(finished, stacked):
     saved = {}
 
     class Stop(Exception):
@@ -74,19 +75,33 @@ def test_an_interrupted_population_resumes_from_the_models_it_trained(finished):
             raise Stop
 
     with pytest.raises(Stop):
-        run_trial(population_config(), on_epoch=on_epoch)
-    assert sorted(saved["records"]) == [0, 1] and saved["model"] == 2
+        run_population_trial(population_config(), on_epoch=on_epoch, stacked=stacked)
     trained = []
-    resumed = run_trial(population_config(), resume=saved,
-                        on_epoch=lambda row, _: trained.append((row["model"], row["epoch"])))
-    # model 2 continues after epoch 1; models 0 and 1 are not retrained
-    assert trained == [(2, 2), (3, 1), (3, 2), (4, 1), (4, 2), (5, 1), (5, 2)]
+    resumed = run_population_trial(population_config(), resume=saved, stacked=stacked,
+                                   on_epoch=lambda row, _: trained.append((row["model"], row["epoch"])))
+    if stacked:  # the stack stopped after its first epoch: every model goes on with its second
+        assert saved["records"] == {} and saved["stack"]["members"] == list(range(6))
+        assert trained == [(k, 2) for k in range(6)]
+    else:  # model 2 continues after epoch 1; models 0 and 1 are not retrained
+        assert sorted(saved["records"]) == [0, 1] and saved["model"] == 2
+        assert trained == [(2, 2), (3, 1), (3, 2), (4, 1), (4, 2), (5, 1), (5, 2)]
     a, b = resumed.summary(), finished.summary()
     for key in ("test_acc", "lira_auc", "rmia_tpr_at_fpr_0.01", "attack_acc"):
-        assert a[key] == b[key], key
+        assert a[key] == pytest.approx(b[key], abs=0 if stacked else 1e-6), key
     other_plan = dict(saved, fingerprint="0" * 64)
     with pytest.raises(ConfigError, match="another membership plan"):
         run_trial(population_config(), resume=other_plan)
+
+
+def test_a_stacked_population_gives_the_results_of_training_in_a_row(finished):
+    in_a_row = run_population_trial(population_config(), stacked=False)
+    a, b = finished.summary(), in_a_row.summary()
+    for r, s in zip(finished.records, in_a_row.records):
+        assert r.metrics["best_epoch"] == s.metrics["best_epoch"]
+        np.testing.assert_allclose(r.stats.conf, s.stats.conf, rtol=1e-4, atol=1e-4)
+    for key in ("test_acc", "train_acc", "val_acc", "attack_acc", "lira_auc", "lira_tpr_at_fpr_0.01", "rmia_auc",
+                "lira_offline_auc", "conf_var_out"):
+        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
 
 
 def test_shared_references_are_trained_once_and_reused(tmp_path):
