@@ -146,7 +146,8 @@ def main() -> None:
     busy = "kernels" if args.device == "cuda" else "in ops"
     print(f"{'case':<14}{'K':>4}{'one model':>11}{'K in a row':>15}{'stacked':>10}{'stacked/one':>13}"
           f"{'row/stacked':>13}" + (f"{busy:>9}" if args.profile or args.device == "cuda" else ""))
-    results = []
+    run_case(args.arch[0], 2, args.optimizer[0], argparse.Namespace(**{**vars(args), "epochs": 1, "profile": False}))
+    results = []  # (the case above warmed up imports and allocators; it is not reported)
     for arch in args.arch:
         for optimizer in args.optimizer:
             for k in args.models:

@@ -193,10 +193,20 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def _base_step(self, active: torch.Tensor | None) -> None:
-        # torch.optim.SGD / Adam (L2 weight decay) written out per model, in place when every model steps;
+        # torch.optim.SGD / Adam (L2 weight decay) written out per model, in place when every model steps (SGD);
         # otherwise models with an empty batch keep every tensor (torch.where).
         group = self.group
         lr, wd = group["lr"], group["weight_decay"]
+        if active is None and not self.adam:  # the common case: torch.optim.SGD's own sequence, fused over params
+            grads, bufs = [p.grad for p in self.params], self.state["momentum_buffer"]
+            if wd != 0:
+                torch._foreach_add_(grads, self.params, alpha=wd)
+            if group["momentum"] != 0:
+                torch._foreach_mul_(bufs, group["momentum"])
+                torch._foreach_add_(bufs, grads)
+                grads = bufs
+            torch._foreach_add_(self.params, grads, alpha=-lr)
+            return
         if self.adam:
             beta1, beta2 = group["betas"]
             step = self.state["step"][0]
@@ -211,12 +221,6 @@ class StackedOptimizer:
                 denom = (new_sq.sqrt() / _per_model(bias2_sqrt, p)).add_(group["eps"])
                 new_p = p - _per_model(lr / bias1, p) * new_avg / denom
                 updates = ((exp_avg, new_avg), (exp_avg_sq, new_sq), (p, new_p))
-            elif active is None:  # the common case: torch.optim.SGD's own in-place sequence
-                buf = self.state["momentum_buffer"][i]
-                if group["momentum"] != 0:
-                    grad = buf.mul_(group["momentum"]).add_(grad)
-                p.add_(grad, alpha=-lr)
-                continue
             else:
                 buf = self.state["momentum_buffer"][i]
                 new_buf = buf.mul(group["momentum"]).add_(grad) if group["momentum"] != 0 else grad
