@@ -33,7 +33,7 @@ from torch import nn
 from samprivacy.errors import ConfigError, TrainingDiverged
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.optim import make_optimizer
-from samprivacy.learn.train import (SCHEDULES, TrainConfig, TrainResult, _swa_start_epoch, evaluate, resolve_augment,
+from samprivacy.learn.train import (SCHEDULES, TrainConfig, TrainResult, _swa_start_epoch, resolve_augment,
                                     resolve_device)
 
 ACTIVATIONS: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}
@@ -71,9 +71,10 @@ class StackedNet:
     def models(self) -> int:
         return self.params[0].shape[0]
 
-    def __call__(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
-        """(K, B, *input) -> (K, B, classes): model k sees x[k]; shared: (B, *input) -> (K, B, classes), all see x."""
-        h, p = (x.flatten(1) if shared else x.flatten(2)), iter(self.params)
+    def __call__(self, x: torch.Tensor, shared: bool = False, params: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """(K, B, *input) -> (K, B, classes): model k sees x[k]; shared: (B, *input) -> (K, B, classes), all see x.
+        params: other stacked weights of the same shapes (the best or averaged ones) instead of the trained ones."""
+        h, p = (x.flatten(1) if shared else x.flatten(2)), iter(self.params if params is None else params)
         for kind in self.layers:
             if kind is nn.Linear:
                 weight, bias = next(p), next(p)
@@ -240,20 +241,32 @@ def _batches(order: list[torch.Tensor], batch_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _evaluate(net: StackedNet, x: torch.Tensor, y: torch.Tensor, amp: bool) -> tuple[list[float], list[float]]:
-    """(K,) mean cross-entropy and accuracy of every model on one shared (x, y)."""
+def _evaluate(net: StackedNet, x: torch.Tensor, y: torch.Tensor, amp: bool, params: list[torch.Tensor] | None = None,
+              positions: torch.Tensor | None = None) -> tuple[list[float], list[float]]:
+    """(K,) mean cross-entropy and accuracy of every model on one shared (x, y), or, with positions (K, n) (-1:
+    none), model k on the rows positions[k] of (x, y)."""
     k, rows = net.models, max(64, 2 ** 15 // net.models)  # bounded activations: K x rows x width
     loss = torch.zeros(k, device=x.device, dtype=torch.float64)
     correct = torch.zeros(k, device=x.device, dtype=torch.long)
-    for i in range(0, len(x), rows):
-        xb, yb = x[i:i + rows], y[i:i + rows]
+    n = len(x) if positions is None else positions.shape[1]
+    for i in range(0, n, rows):
+        if positions is None:
+            xb, yb, mask = x[i:i + rows], y[i:i + rows], None
+        else:
+            index = positions[:, i:i + rows]
+            mask = index >= 0
+            xb, yb = x[index.clamp(min=0)], y[index.clamp(min=0)]
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = net(xb, shared=True).float()
-        ce = F.cross_entropy(logits.flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1)
+            logits = net(xb, shared=positions is None, params=params).float()
+        yb = yb.expand(k, -1)
+        ce = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(k, -1)
+        hits = logits.argmax(-1) == yb
+        if mask is not None:
+            ce, hits = ce * mask, hits & mask
         loss += ce.sum(1).double()
-        correct += (logits.argmax(-1) == yb).sum(1)
-    n = max(len(x), 1)
-    return (loss / n).tolist(), [c / n for c in correct.tolist()]
+        correct += hits.sum(1)
+    sizes = [max(n, 1)] * k if positions is None else (positions >= 0).sum(1).clamp(min=1).tolist()
+    return (loss.cpu() / torch.tensor(sizes)).tolist(), [c / m for c, m in zip(correct.tolist(), sizes)]
 
 
 def _shared_config(configs: list[TrainConfig]) -> TrainConfig:
@@ -380,14 +393,16 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
         if on_epoch is not None:
             on_epoch(epoch_rows, checkpoint)
 
-    final = net.unstack(swa if swa is not None else best)
+    final = swa if swa is not None else best
     best_epochs = [config.epochs] * k_models if swa is not None else state["best_epoch"]
     x_test, y_test = (t.to(device) for t in dataset.subset("test"))
+    own = torch.full((k_models, int(sizes.max())), -1, dtype=torch.long)  # model k's training rows, padded
+    for k, p in enumerate(positions):
+        own[k, :len(p)] = p
+    accuracy = {name: _evaluate(net, x, y, amp, final, index)[1] for name, x, y, index in
+                (("train", x_rows, y_rows, own.to(device)), ("val", x_val, y_val, None), ("test", x_test, y_test, None))}
     seconds = (time.perf_counter() - start) / k_models
     return [TrainResult(model=model, best_epoch=best_epochs[k], history=copy.deepcopy(state["history"][k]),
-                        train_acc=evaluate(model, x_rows[positions[k].to(device)], y_rows[positions[k].to(device)],
-                                           amp=amp)[1],
-                        val_acc=evaluate(model, x_val, y_val, amp=amp)[1],
-                        test_acc=evaluate(model, x_test, y_test, amp=amp)[1], seconds=seconds, device=str(device),
-                        config=dataclasses.asdict(configs[k]))
-            for k, model in enumerate(final)]
+                        train_acc=accuracy["train"][k], val_acc=accuracy["val"][k], test_acc=accuracy["test"][k],
+                        seconds=seconds, device=str(device), config=dataclasses.asdict(configs[k]))
+            for k, model in enumerate(net.unstack(final))]
