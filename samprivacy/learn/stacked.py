@@ -53,7 +53,10 @@ def stackable(model: nn.Module) -> bool:
 
 
 class StackedNet:
-    """K copies of one Sequential architecture, weights stacked on a leading model axis: W (K, out, in), b (K, out)."""
+    """K copies of one Sequential architecture, weights stacked on a leading model axis: W (K, in, out), b (K, out).
+
+    (in, out), the transpose of nn.Linear's layout: the forward matmul and the weight gradient then need no copy of
+    the weights (with (out, in), torch's CPU bmm copies every weight and its gradient once per step)."""
 
     def __init__(self, models: list[nn.Module], device: torch.device):
         if not models or not all(stackable(m) for m in models):
@@ -63,9 +66,9 @@ class StackedNet:
         self.params: list[torch.Tensor] = []  # W0, b0, W1, b1, ... (leaves with gradients)
         for j, layer in enumerate(models[0]):
             if isinstance(layer, nn.Linear):
-                for name in ("weight", "bias"):
-                    stacked = torch.stack([getattr(m[j], name).detach() for m in models]).to(device)
-                    self.params.append(stacked.requires_grad_(True))
+                weight = torch.stack([m[j].weight.detach().T for m in models]).to(device).contiguous()
+                bias = torch.stack([m[j].bias.detach() for m in models]).to(device)
+                self.params += [weight.requires_grad_(True), bias.requires_grad_(True)]
 
     @property
     def models(self) -> int:
@@ -78,11 +81,9 @@ class StackedNet:
         for kind in self.layers:
             if kind is nn.Linear:
                 weight, bias = next(p), next(p)
-                if h.dim() == 2:  # one input for every model: a single matmul against all K weights side by side
-                    k, out = weight.shape[:2]
-                    h = F.linear(h, weight.reshape(k * out, -1), bias.reshape(-1)).view(len(h), k, out).transpose(0, 1)
-                else:
-                    h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+                if h.dim() == 2:  # one input for every model (evaluation)
+                    h = h.expand(len(weight), *h.shape)
+                h = torch.baddbmm(bias.unsqueeze(1), h, weight)
             elif kind in ACTIVATIONS:
                 h = ACTIVATIONS[kind](h)
         return h
@@ -94,7 +95,8 @@ class StackedNet:
         out = []
         for k in range(self.models):
             model = copy.deepcopy(self.template).to(params[0].device)
-            model.load_state_dict({name: p[k].detach().clone() for name, p in zip(names, params)})
+            model.load_state_dict({name: (p[k].T if name.endswith("weight") else p[k]).detach().clone()
+                                   for name, p in zip(names, params)})
             out.append(model)
         return out
 
