@@ -1,5 +1,6 @@
 """A trial with a population: every attack with each model as the target, resume, shared references."""
 
+import io
 import json
 
 import numpy as np
@@ -76,6 +77,10 @@ def test_an_interrupted_population_resumes_from_the_models_it_trained(finished, 
 
     with pytest.raises(Stop):
         run_population_trial(population_config(), on_epoch=on_epoch, stacked=stacked)
+    # as a sweep trial keeps it: torch.save, read back with weights_only=True
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    saved = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
     trained = []
     resumed = run_population_trial(population_config(), resume=saved, stacked=stacked,
                                    on_epoch=lambda row, _: trained.append((row["model"], row["epoch"])))
