@@ -23,7 +23,7 @@ import copy
 import dataclasses
 import math
 import time
-from typing import Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -61,13 +61,14 @@ class StackedNet:
     def __init__(self, models: list[nn.Module], device: torch.device):
         if not models or not all(stackable(m) for m in models):
             raise ConfigError("only Sequential models of Linear, ReLU and Tanh layers stack; train the others in a row")
-        self.template = copy.deepcopy(models[0]).cpu()
-        self.layers = [type(m) for m in models[0]]
+        nets = [cast(nn.Sequential, m) for m in models]
+        self.template = copy.deepcopy(nets[0]).cpu()
+        self.layers = [type(m) for m in nets[0]]
         self.params: list[torch.Tensor] = []  # W0, b0, W1, b1, ... (leaves with gradients)
-        for j, layer in enumerate(models[0]):
+        for j, layer in enumerate(nets[0]):
             if isinstance(layer, nn.Linear):
-                weight = torch.stack([m[j].weight.detach().T for m in models]).to(device).contiguous()
-                bias = torch.stack([m[j].bias.detach() for m in models]).to(device)
+                weight = torch.stack([m[j].weight.detach().T for m in nets]).to(device).contiguous()
+                bias = torch.stack([m[j].bias.detach() for m in nets]).to(device)
                 self.params += [weight.requires_grad_(True), bias.requires_grad_(True)]
 
     @property
@@ -119,7 +120,8 @@ class StackedOptimizer:
         self.holder = make_optimizer(config.optimizer, [torch.zeros(1, requires_grad=True)],
                                      base=config.base_optimizer, lr=config.lr, momentum=config.momentum,
                                      weight_decay=config.weight_decay, rho=config.rho, lam=config.lam, xi=config.xi)
-        self.holder._opt_called = True  # its steps are taken here: the scheduler need not warn that they are not
+        # its steps are taken here: the LR scheduler need not warn that the holder's own step() never runs
+        self.holder._opt_called = True  # type: ignore[attr-defined]
         self.adam = config.base_optimizer == "adam"
         k = params[0].shape[0]
         self.state: dict[str, list[torch.Tensor]] = (
@@ -311,7 +313,7 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
     swa_from = _swa_start_epoch(config)
     swa = [p.detach().clone() for p in net.params] if swa_from is not None else None
 
-    state = dict(epoch=0, swa_averaged=0, best_val_acc=[-1.0] * k_models, best_epoch=[0] * k_models,
+    state: dict[str, Any] = dict(epoch=0, swa_averaged=0, best_val_acc=[-1.0] * k_models, best_epoch=[0] * k_models,
                  history=[[] for _ in range(k_models)])
     best = [p.detach().clone() for p in net.params]
     if resume is not None:
