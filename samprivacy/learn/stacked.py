@@ -403,8 +403,8 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
     own = torch.full((k_models, int(sizes.max())), -1, dtype=torch.long)  # model k's training rows, padded
     for k, p in enumerate(positions):
         own[k, :len(p)] = p
-    accuracy = {name: _evaluate(net, x, y, amp, final, index)[1] for name, x, y, index in
-                (("train", x_rows, y_rows, own.to(device)), ("val", x_val, y_val, None), ("test", x_test, y_test, None))}
+    splits = (("train", x_rows, y_rows, own.to(device)), ("val", x_val, y_val, None), ("test", x_test, y_test, None))
+    accuracy = {name: _evaluate(net, x, y, amp, final, index)[1] for name, x, y, index in splits}
     seconds = (time.perf_counter() - start) / k_models
     return [TrainResult(model=model, best_epoch=best_epochs[k], history=copy.deepcopy(state["history"][k]),
                         train_acc=accuracy["train"][k], val_acc=accuracy["val"][k], test_acc=accuracy["test"][k],
