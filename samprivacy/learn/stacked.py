@@ -346,13 +346,13 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
         counts = (batches >= 0).sum(2)  # (steps, K) rows per model and step, known without a device sync
         everyone = (counts > 0).all(1).tolist()
         index = batches.clamp(min=0).to(device)
-        # one gather per epoch; step s reads the contiguous block x_epoch[s] (K, B, ...)
-        x_epoch, y_epoch = x_rows[index.flatten()].view(*index.shape, *x_rows.shape[1:]), y_rows[index]
         masks, counts = (batches >= 0).to(device), counts.to(device)
         loss_sum = torch.zeros(k_models, device=device)
         correct = torch.zeros(k_models, device=device, dtype=torch.long)
         for step in range(len(batches)):
-            xb, yb, mask, count = x_epoch[step], y_epoch[step], masks[step], counts[step]
+            # gathered step by step, as `train` does: memory stays at one batch per model, not an epoch per model
+            xb = x_rows.index_select(0, index[step].flatten()).view(*index.shape[1:], *x_rows.shape[1:])
+            yb, mask, count = y_rows[index[step]], masks[step], counts[step]
             first: list[torch.Tensor] = []
 
             def closure() -> torch.Tensor:
