@@ -3,14 +3,15 @@ price of a few.
 
     results = train_stacked(models, dataset, configs, train_indices)   # one TrainResult per model, as train's
 
-Every layer of the K models is one batched matmul over a leading model axis (weights stacked to (K, out, in),
+Every layer of the K models is one batched matmul over a leading model axis (weights stacked to (K, in, out),
 `torch.baddbmm`), and everything `train` does per model stays per model: its own initial weights (the models
 passed in, built from their own seeds), its own training subset and batch order (a generator seeded as `train`
-seeds it), its own SAM/ASAM/SharpReg perturbation normalised by its own gradient norm, its own base-optimizer
-state, its own best epoch on the validation split, its own SWA average (the optimizer: learn.stacked_optim). Subsets of different sizes are handled by
-masking: a step takes each model's next batch of its own order; a model whose order is shorter has a short or
-empty batch there (padded rows weigh nothing), and a model with an empty batch does not step at all (weights,
-momentum, Adam's step count unchanged), exactly as it would have stopped its own epoch earlier.
+seeds it), its own SAM/ASAM/SharpReg perturbation normalised by its own gradient norm and its own base-optimizer
+state (learn.stacked_optim), its own best epoch on the validation split, its own SWA average. Subsets of
+different sizes are handled by masking: a step takes each model's next batch of its own order; a model whose
+order is shorter has a short or empty batch there (padded rows weigh nothing), and a model with an empty batch
+does not step at all (weights, momentum, Adam's step count unchanged), exactly as it would have stopped its own
+epoch earlier.
 
 What stacks: `nn.Sequential` of Flatten, Linear, ReLU and Tanh (the FC and MLP models) without augmentation.
 Anything else (BatchNorm, convolutions, image augmentation) trains in a row with `train`; `stackable` says which.
