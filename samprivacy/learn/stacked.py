@@ -40,6 +40,20 @@ from samprivacy.learn.train import (SCHEDULES, TrainConfig, TrainResult, _swa_st
 ACTIVATIONS: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}
 
 
+# Stacked parameters per stack, in bytes. On a CPU the stack's weights, gradients and momentum must stay near the
+# cache or every step streams them from memory: measured (docs/performance.md), 16 MLPs of 56 KB each train 3 to
+# 5 times faster stacked than in a row, while FCs of 2.5 MB each break even at 4 to 8 per stack and lose at 16.
+# A GPU holds far larger stacks.
+STACK_BYTES = {"cpu": 16 * 2**20, "cuda": 4 * 2**30}
+
+
+def stack_size(model: nn.Module, device: str | None) -> int:
+    """How many copies of `model` one stack holds on `device`: their parameters within STACK_BYTES (at least 1)."""
+    per_model = sum(p.numel() * p.element_size() for p in model.parameters())
+    budget = STACK_BYTES.get(resolve_device(device).type, STACK_BYTES["cpu"])
+    return max(1, budget // max(per_model, 1))
+
+
 def stackable(model: nn.Module) -> bool:
     """True for an nn.Sequential of Flatten (first only), biased Linear, ReLU and Tanh layers."""
     if not isinstance(model, nn.Sequential) or not any(isinstance(m, nn.Linear) for m in model):

@@ -1,5 +1,5 @@
 """Training the members of a population, one at a time (`train_member`) or as one stacked model
-(`train_members_stacked`, where `stacks` says the architecture allows it), and what each leaves behind: a
+(`train_members_stacked`, in stacks of the size `stack_models` allows), and what each leaves behind: a
 `ModelRecord` (its per-example statistics, accuracies and, for a trial's own models, the single-model attacks
 against it). Both ways give a member the same seed, subset and batch order, so the same record to float tolerance.
 
@@ -19,7 +19,7 @@ import torch
 from samprivacy.audit import AttackMetrics, run_attacks
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import ModelStats, PopulationPlan, model_statistics
-from samprivacy.learn.stacked import stackable, train_stacked
+from samprivacy.learn.stacked import stack_size, stackable, train_stacked
 from samprivacy.learn.train import TrainResult, resolve_augment, train
 from samprivacy.pipeline.setup import new_model, train_config
 from samprivacy.spec import TrialConfig
@@ -64,9 +64,18 @@ def member_sets(plan: PopulationPlan, k: int) -> tuple[dict[str, np.ndarray], np
     return {name: plan.pool[p] for name, p in zip(ATTACK_SETS, positions)}, np.concatenate(positions)
 
 
-def stacks(config: TrialConfig, dataset: Dataset) -> bool:
-    """Whether a population of `config` trains as one stacked model: FC/MLP models without augmentation."""
-    return stackable(new_model(config, dataset, 0)) and not resolve_augment(config.augment, dataset.feature_kind)
+def stack_models(config: TrialConfig, dataset: Dataset) -> int:
+    """How many models of `config` train as one stacked model: FC/MLP models without augmentation, as many as
+    learn.stacked.stack_size allows on the trial's device; 1 (one at a time) for every other model."""
+    model = new_model(config, dataset, 0)
+    if not stackable(model) or resolve_augment(config.augment, dataset.feature_kind):
+        return 1
+    return stack_size(model, config.device)
+
+
+def stacks_of(members: list[int], size: int) -> list[list[int]]:
+    """`members` in stacks of `size`, in order (a resumed population cuts its first stack where it was cut)."""
+    return [members[i:i + size] for i in range(0, len(members), size)]
 
 
 def train_member(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, k: int, queries: int,

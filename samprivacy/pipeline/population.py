@@ -30,7 +30,8 @@ from samprivacy.errors import ConfigError
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import STAT_FIELDS, PopulationPlan, PopulationStats, default_queries
 from samprivacy.learn.train import resolve_device
-from samprivacy.pipeline.members import ModelRecord, stacks, train_member, train_members_stacked
+from samprivacy.pipeline.members import (ModelRecord, stack_models, stacks_of, train_member,
+                                         train_members_stacked)
 from samprivacy.pipeline.references import ReferenceStore
 from samprivacy.pipeline.setup import load_data
 from samprivacy.pipeline.single import save_roc
@@ -160,8 +161,9 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     records = restore_records(resume, plan)
     missing = [k for k in range(plan.models) if k not in records]
     sequential_state = resume is not None and "model" in resume  # a model half-trained alone continues alone
-    if missing and stacked and not sequential_state and stacks(config, dataset):
-        records.update(_train_stack(config, dataset, plan, missing, queries, single, records, on_epoch, resume))
+    size = stack_models(config, dataset) if missing and stacked and not sequential_state else 1
+    if size > 1:
+        _train_stacks(config, dataset, plan, stacks_of(missing, size), queries, single, records, on_epoch, resume)
     for k in missing:
         if k in records:
             continue
@@ -184,23 +186,25 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
                                  time.perf_counter() - start, str(resolve_device(config.device)))
 
 
-def _train_stack(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, members: list[int], queries: int,
-                 attacks: tuple[str, ...], records: dict[int, ModelRecord], on_epoch: Callable | None,
-                 resume: dict | None) -> dict[int, ModelRecord]:
-    """The missing models as one stack; on_epoch sees one row per model each epoch, as it would in a row."""
+def _train_stacks(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, stacks: list[list[int]],
+                  queries: int, attacks: tuple[str, ...], records: dict[int, ModelRecord], on_epoch: Callable | None,
+                  resume: dict | None) -> None:
+    """The missing models, stack after stack, into `records`; on_epoch sees one row per model each epoch, as it
+    would in a row, and a checkpoint holds the finished records and the stack in progress."""
     state = (resume or {}).get("stack")
-    if state is not None and state["members"] != members:
+    if state is not None and state["members"] != stacks[0]:
         raise ConfigError("the population checkpoint's stacked models are not the ones left to train; "
                           "start the trial afresh")
+    for members in stacks:
+        def hook(rows: list[dict], checkpoint: Callable[[], dict], members: list[int] = members) -> None:
+            snapshot = lambda: {"fingerprint": plan.fingerprint(),  # noqa: E731 (called only when one is due)
+                                "stack": {"members": members, "train": checkpoint()},
+                                "records": {j: r.to_state(keep_roc=j == 0) for j, r in records.items()}}
+            for k, row in zip(members, rows):
+                if on_epoch is not None:
+                    on_epoch({**row, "model": k, "step": k * config.epochs + row["epoch"]}, snapshot)
 
-    def hook(rows: list[dict], checkpoint: Callable[[], dict]) -> None:
-        snapshot = lambda: {"fingerprint": plan.fingerprint(),  # noqa: E731 (called only when a checkpoint is due)
-                            "stack": {"members": members, "train": checkpoint()},
-                            "records": {j: r.to_state(keep_roc=j == 0) for j, r in records.items()}}
-        for k, row in zip(members, rows):
-            if on_epoch is not None:
-                on_epoch({**row, "model": k, "step": k * config.epochs + row["epoch"]}, snapshot)
-
-    return train_members_stacked(config, dataset, plan, members, queries, attacks,
-                                 temperature=config.population.rmia.temperature, on_epoch=hook,
-                                 resume=state["train"] if state is not None else None)
+        train_state = state["train"] if state is not None and state["members"] == members else None
+        records.update(train_members_stacked(config, dataset, plan, members, queries, attacks,
+                                             temperature=config.population.rmia.temperature, on_epoch=hook,
+                                             resume=train_state))

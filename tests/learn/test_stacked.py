@@ -12,7 +12,7 @@ import torch
 from samprivacy.errors import ConfigError, TrainingDiverged
 from samprivacy.learn.models import build_model
 from samprivacy.learn.population import balanced_membership
-from samprivacy.learn.stacked import stackable, train_stacked
+from samprivacy.learn.stacked import STACK_BYTES, stack_size, stackable, train_stacked
 from samprivacy.learn.train import TrainConfig, train
 
 from .conftest import make_blobs
@@ -114,3 +114,10 @@ def test_a_diverging_model_in_the_stack_names_the_epoch():
     configs = [TrainConfig(lr=1e6, epochs=3, device="cpu", seed=s) for s in SEEDS]
     with pytest.raises(TrainingDiverged, match="epoch"):
         train_stacked(models(), dataset, configs, indices)
+
+
+def test_a_stack_holds_as_many_models_as_the_device_budget_allows():
+    small, paper = build_model("mlp", (200,), 20), build_model("fc", (600,), 100)
+    small_bytes = sum(p.numel() * 4 for p in small.parameters())
+    assert stack_size(small, "cpu") == STACK_BYTES["cpu"] // small_bytes > 64
+    assert stack_size(paper, "cpu") == 3  # the paper's FC: 1.3 M parameters each

@@ -9,6 +9,7 @@ import torch
 
 from samprivacy import catalog
 from samprivacy.errors import ConfigError
+from samprivacy.learn import stacked as stacked_module
 from samprivacy.pipeline import ReferenceStore, run_population_trial, run_trial
 from samprivacy.spec import Population, TrialConfig
 
@@ -106,6 +107,30 @@ def test_a_stacked_population_gives_the_results_of_training_in_a_row(finished):
         np.testing.assert_allclose(r.stats.conf, s.stats.conf, rtol=1e-4, atol=1e-4)
     for key in ("test_acc", "train_acc", "val_acc", "attack_acc", "lira_auc", "lira_tpr_at_fpr_0.01", "rmia_auc",
                 "lira_offline_auc", "conf_var_out"):
+        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
+
+
+def test_a_population_larger_than_one_stack_trains_stack_after_stack(finished, monkeypatch):
+    # the digits FC (64 -> 32 -> 10) holds 2,410 float32 parameters: a budget of 4 models gives stacks [0-3], [4, 5]
+    monkeypatch.setitem(stacked_module.STACK_BYTES, "cpu", 4 * 2410 * 4)
+    saved, seen = {}, []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(row, checkpoint):
+        seen.append(row["model"])
+        if row["model"] == 4 and row["epoch"] == 1:
+            saved.update(checkpoint())
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_population_trial(population_config(), on_epoch=on_epoch)
+    assert seen == [0, 1, 2, 3, 0, 1, 2, 3, 4]  # the first stack's two epochs, then the second stack's first
+    assert sorted(saved["records"]) == [0, 1, 2, 3] and saved["stack"]["members"] == [4, 5]
+    resumed = run_population_trial(population_config(), resume=saved)
+    a, b = resumed.summary(), finished.summary()
+    for key in ("test_acc", "lira_auc", "rmia_auc", "attack_acc"):
         assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
 
 
