@@ -163,7 +163,7 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     sequential_state = resume is not None and "model" in resume  # a model half-trained alone continues alone
     size = stack_models(config, dataset) if missing and stacked and not sequential_state else 1
     if size > 1:
-        _train_stacks(config, dataset, plan, stacks_of(missing, size), queries, single, records, on_epoch, resume)
+        _train_stacks(config, dataset, plan, missing, size, queries, single, records, on_epoch, resume)
     for k in missing:
         if k in records:
             continue
@@ -186,15 +186,18 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
                                  time.perf_counter() - start, str(resolve_device(config.device)))
 
 
-def _train_stacks(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, stacks: list[list[int]],
+def _train_stacks(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, missing: list[int], size: int,
                   queries: int, attacks: tuple[str, ...], records: dict[int, ModelRecord], on_epoch: Callable | None,
                   resume: dict | None) -> None:
     """The missing models, stack after stack, into `records`; on_epoch sees one row per model each epoch, as it
-    would in a row, and a checkpoint holds the finished records and the stack in progress."""
+    would in a row, and a checkpoint holds the finished records and the stack in progress. A resumed stack goes on
+    as it was cut (another device may cut the rest otherwise)."""
     state = (resume or {}).get("stack")
-    if state is not None and state["members"] != stacks[0]:
+    first = state["members"] if state is not None else []
+    if missing[:len(first)] != first:
         raise ConfigError("the population checkpoint's stacked models are not the ones left to train; "
                           "start the trial afresh")
+    stacks = ([first] if first else []) + stacks_of(missing[len(first):], size)
     for members in stacks:
         def hook(rows: list[dict], checkpoint: Callable[[], dict], members: list[int] = members) -> None:
             snapshot = lambda: {"fingerprint": plan.fingerprint(),  # noqa: E731 (called only when one is due)

@@ -134,6 +134,27 @@ def test_a_population_larger_than_one_stack_trains_stack_after_stack(finished, m
         assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
 
 
+def test_a_stack_resumed_where_stacks_are_cut_smaller_goes_on_as_it_was_cut(monkeypatch):
+    monkeypatch.setitem(stacked_module.STACK_BYTES, "cpu", 4 * 2410 * 4)  # stacks [0-3], [4, 5]
+    saved = {}
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(row, checkpoint):
+        if row["model"] == 2 and row["epoch"] == 1:
+            saved.update(checkpoint())
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_population_trial(population_config(), on_epoch=on_epoch)
+    monkeypatch.setitem(stacked_module.STACK_BYTES, "cpu", 2 * 2410 * 4)  # another device: stacks of 2
+    seen = []
+    run_population_trial(population_config(), resume=saved,
+                         on_epoch=lambda row, _: seen.append((row["model"], row["epoch"])))
+    assert seen == [(0, 2), (1, 2), (2, 2), (3, 2), (4, 1), (5, 1), (4, 2), (5, 2)]
+
+
 def test_shared_references_are_trained_once_and_reused(tmp_path):
     store = ReferenceStore(tmp_path / "refs")
     config = population_config(population=Population(models=1, shared_references=4),
