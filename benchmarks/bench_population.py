@@ -85,14 +85,15 @@ def timed(fn) -> float:
 
 def kernel_share(fn, device: str) -> float:
     """Share of fn's wall time the device spends in kernels (CUDA) or in torch operators (CPU), by torch.profiler."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with profile(activities=activities) as prof:
         wall = timed(fn)
-    events = prof.key_averages()
-    if device == "cuda":  # kernels' own time on the device (torch >= 2.4 names it device time)
-        busy = sum(getattr(e, "self_device_time_total", 0) or getattr(e, "self_cuda_time_total", 0) for e in events)
+    if device == "cuda":  # device-side events (kernels, copies), counted as torch's own table totals them
+        busy = sum(e.self_device_time_total for e in prof.events()
+                   if e.device_type == DeviceType.CUDA and not e.is_user_annotation)
     else:  # top-level operators only: their children's time is inside theirs
         busy = sum(e.cpu_time_total for e in prof.events() if e.cpu_parent is None)
     return busy / 1e6 / wall
