@@ -1,5 +1,7 @@
-"""Training the members of a population one at a time, and what each leaves behind: a `ModelRecord` (its
-per-example statistics, accuracies and, for a trial's own models, the single-model attacks against it).
+"""Training the members of a population, one at a time (`train_member`) or as one stacked model
+(`train_members_stacked`, in stacks of the size `stack_models` allows), and what each leaves behind: a
+`ModelRecord` (its per-example statistics, accuracies and, for a trial's own models, the single-model attacks
+against it). Both ways give a member the same seed, subset and batch order, so the same record to float tolerance.
 
 Records round-trip through plain dicts of tensors (`to_state` / `from_state`), so a sweep trial can checkpoint a
 half-trained population and `torch.load(..., weights_only=True)` reads it back.
@@ -17,7 +19,8 @@ import torch
 from samprivacy.audit import AttackMetrics, run_attacks
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import ModelStats, PopulationPlan, model_statistics
-from samprivacy.learn.train import train
+from samprivacy.learn.stacked import stack_size, stackable, train_stacked
+from samprivacy.learn.train import TrainResult, resolve_augment, train
 from samprivacy.pipeline.setup import new_model, train_config
 from samprivacy.spec import TrialConfig
 
@@ -61,6 +64,20 @@ def member_sets(plan: PopulationPlan, k: int) -> tuple[dict[str, np.ndarray], np
     return {name: plan.pool[p] for name, p in zip(ATTACK_SETS, positions)}, np.concatenate(positions)
 
 
+def stack_models(config: TrialConfig, dataset: Dataset) -> int:
+    """How many models of `config` train as one stacked model: FC/MLP models without augmentation, as many as
+    learn.stacked.stack_size allows on the trial's device; 1 (one at a time) for every other model."""
+    model = new_model(config, dataset, 0)
+    if not stackable(model) or resolve_augment(config.augment, dataset.feature_kind):
+        return 1
+    return stack_size(model, config.device)
+
+
+def stacks_of(members: list[int], size: int) -> list[list[int]]:
+    """`members` in stacks of `size`, in order (a resumed population cuts its first stack where it was cut)."""
+    return [members[i:i + size] for i in range(0, len(members), size)]
+
+
 def train_member(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, k: int, queries: int,
                  attacks: tuple[str, ...] = (), *, temperature: float = 1.0, on_epoch: Callable | None = None,
                  resume: dict | None = None) -> ModelRecord:
@@ -70,6 +87,29 @@ def train_member(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, k:
     seed = int(plan.seeds[k])
     result = train(new_model(config, dataset, seed), dataset, train_config(config, seed=seed),
                    train_index=plan.train_index(k), on_epoch=on_epoch, resume=resume)
+    return measure_member(dataset, plan, k, result, queries, attacks, temperature, start)
+
+
+def train_members_stacked(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, members: list[int],
+                          queries: int, attacks: tuple[str, ...] = (), *, temperature: float = 1.0,
+                          on_epoch: Callable | None = None, resume: dict | None = None) -> dict[int, ModelRecord]:
+    """Models `members` of the plan trained as one stacked model (learn.stacked), then each measured and attacked
+    as train_member does. on_epoch(rows, checkpoint): one row per member each epoch. metrics["seconds"] is a
+    member's share of the stacked training plus its own measuring."""
+    start = time.perf_counter()
+    seeds = [int(plan.seeds[k]) for k in members]
+    results = train_stacked([new_model(config, dataset, s) for s in seeds], dataset,
+                            [train_config(config, seed=s) for s in seeds], [plan.train_index(k) for k in members],
+                            on_epoch=on_epoch, resume=resume)
+    share = (time.perf_counter() - start) / len(members)
+    return {k: measure_member(dataset, plan, k, result, queries, attacks, temperature, time.perf_counter() - share)
+            for k, result in zip(members, results)}
+
+
+def measure_member(dataset: Dataset, plan: PopulationPlan, k: int, result: TrainResult, queries: int,
+                   attacks: tuple[str, ...], temperature: float, start: float) -> ModelRecord:
+    """Model k's record: its per-example statistics and, when `attacks` are named, the single-model attacks."""
+    seed = int(plan.seeds[k])
     stats, pool_logits = model_statistics(result.model, dataset, plan, queries, temperature)
     report = {}
     if attacks:

@@ -10,9 +10,10 @@ The pool (population.pool) is by default every example outside the test and vali
 or the split's members (the paper's Table 1 protocol). Single-model attacks (thresholds, NN, label-only) run
 against each model right after it trains, with its own members and non-members in the pool's known half (fit)
 and eval half (score); then LiRA and RMIA run on the stacked per-example statistics, scored on the whole pool
-(audit.population). The privacy figures of the summary: pipeline.privacy. Resumable: a checkpoint holds every
-finished model's record and the current model's training state; a population resumed from it trains only what is
-missing.
+(audit.population). The privacy figures of the summary: pipeline.privacy. FC and MLP populations train as one
+stacked model (learn.stacked: the same per-model protocol, a few single-model trainings' cost); other models train
+one at a time. Resumable: a checkpoint holds every finished model's record and the training state of the model
+(or the stack) in progress; a population resumed from it trains only what is missing.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from samprivacy.errors import ConfigError
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import STAT_FIELDS, PopulationPlan, PopulationStats, default_queries
 from samprivacy.learn.train import resolve_device
-from samprivacy.pipeline.members import ModelRecord, train_member
+from samprivacy.pipeline.members import (ModelRecord, stack_models, stacks_of, train_member,
+                                         train_members_stacked)
 from samprivacy.pipeline.privacy import best_attacks, finite_or_none, per_target_table, population_attack_metrics
 from samprivacy.pipeline.references import ReferenceStore
 from samprivacy.pipeline.setup import load_data, population_pool
@@ -167,9 +169,10 @@ def restore_records(resume: dict | None, plan: PopulationPlan) -> dict[int, Mode
 
 
 def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = None, resume: dict | None = None,
-                         references: ReferenceStore | None = None) -> PopulationTrialResult:
+                         references: ReferenceStore | None = None, stacked: bool = True) -> PopulationTrialResult:
     """Train and audit the population of `config.population`. on_epoch(row, checkpoint): row carries `model`
-    and `step` (a running epoch count over models); checkpoint() returns what `resume` takes."""
+    and `step` (a running epoch count over models); checkpoint() returns what `resume` takes. stacked=False
+    trains every model in a row even where they could stack (the reference path)."""
     start = time.perf_counter()
     if config.population is None:
         raise ConfigError("run_population_trial needs config.population; use run_trial for a single model")
@@ -185,7 +188,12 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     single = tuple(n for n in names if not catalog.ATTACKS[n].needs_population)
     strong = tuple(n for n in names if catalog.ATTACKS[n].needs_population)
     records = restore_records(resume, plan)
-    for k in range(plan.models):
+    missing = [k for k in range(plan.models) if k not in records]
+    sequential_state = resume is not None and "model" in resume  # a model half-trained alone continues alone
+    size = stack_models(config, dataset) if missing and stacked and not sequential_state else 1
+    if size > 1:
+        _train_stacks(config, dataset, plan, missing, size, queries, single, records, on_epoch, resume)
+    for k in missing:
         if k in records:
             continue
         train_state = resume["train"] if resume and resume.get("model") == k else None
@@ -206,3 +214,30 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     results = audit_population(stats, plan.known, strong, attack_options(config), refs)
     return PopulationTrialResult(config, dataset, plan, ordered, stats, results, confidence_variance(stats),
                                  time.perf_counter() - start, str(resolve_device(config.device)))
+
+
+def _train_stacks(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, missing: list[int], size: int,
+                  queries: int, attacks: tuple[str, ...], records: dict[int, ModelRecord], on_epoch: Callable | None,
+                  resume: dict | None) -> None:
+    """The missing models, stack after stack, into `records`; on_epoch sees one row per model each epoch, as it
+    would in a row, and a checkpoint holds the finished records and the stack in progress. A resumed stack goes on
+    as it was cut (another device may cut the rest otherwise)."""
+    state = (resume or {}).get("stack")
+    first = state["members"] if state is not None else []
+    if missing[:len(first)] != first:
+        raise ConfigError("the population checkpoint's stacked models are not the ones left to train; "
+                          "start the trial afresh")
+    stacks = ([first] if first else []) + stacks_of(missing[len(first):], size)
+    for members in stacks:
+        def hook(rows: list[dict], checkpoint: Callable[[], dict], members: list[int] = members) -> None:
+            snapshot = lambda: {"fingerprint": plan.fingerprint(),  # noqa: E731 (called only when one is due)
+                                "stack": {"members": members, "train": checkpoint()},
+                                "records": {j: r.to_state(keep_roc=j == 0) for j, r in records.items()}}
+            for k, row in zip(members, rows):
+                if on_epoch is not None:
+                    on_epoch({**row, "model": k, "step": k * config.epochs + row["epoch"]}, snapshot)
+
+        train_state = state["train"] if state is not None and state["members"] == members else None
+        records.update(train_members_stacked(config, dataset, plan, members, queries, attacks,
+                                             temperature=config.population.rmia.temperature, on_epoch=hook,
+                                             resume=train_state))

@@ -11,7 +11,9 @@ training recipe is known, a population of the trial's configuration (shared_refe
 
 The store is a folder (on a cluster: shared by every node): one sub-folder per reference recipe (its key), with
 one file per finished reference model, written atomically, and a lock file so concurrent trials train each
-recipe once (the others wait and read). An interrupted recipe continues from the models already saved.
+recipe once (the others wait and read). The missing references of a recipe train as one stacked model where the
+architecture allows it (FC and MLP: pipeline.members.stack_models), otherwise one at a time; an interrupted recipe
+continues from the models already saved.
 
 The key covers everything that shapes a reference: the dataset and its options, the model and the training
 budget, the count, fraction, queries and temperature, and a fingerprint of the plan (the pool, the test set and
@@ -35,7 +37,7 @@ from samprivacy.errors import ConfigError
 from samprivacy.files import save_torch_atomic
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import PopulationPlan, PopulationStats, default_queries
-from samprivacy.pipeline.members import ModelRecord, train_member
+from samprivacy.pipeline.members import ModelRecord, stack_models, stacks_of, train_member, train_members_stacked
 from samprivacy.spec import TrialConfig
 
 # What a reference recipe keeps from the trial: the data, the model and the training budget; never the optimizer.
@@ -91,9 +93,16 @@ class ReferenceStore:
         (folder / "recipe.json").write_text(json.dumps({**ref_config.model_dump(mode="json"),
                                                         "fingerprint": fingerprint}, indent=2))
         with _locked(folder / ".lock"):
+            paths = [folder / f"model-{k:04d}.pt" for k in range(count)]
+            missing = [k for k, path in enumerate(paths) if not path.exists()]
+            if len(missing) > 1 and (size := stack_models(ref_config, dataset)) > 1:
+                for members in stacks_of(missing, size):  # each stack's files are saved as it ends
+                    trained = train_members_stacked(ref_config, dataset, plan, members, queries,
+                                                    temperature=temperature)
+                    for k, record in trained.items():
+                        save_torch_atomic({**record.to_state(keep_roc=False), "fingerprint": fingerprint}, paths[k])
             records = []
-            for k in range(count):
-                path = folder / f"model-{k:04d}.pt"
+            for k, path in enumerate(paths):
                 if path.exists():
                     record = _load_checked(path, fingerprint, plan)
                 else:

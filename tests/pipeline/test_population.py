@@ -1,5 +1,6 @@
 """A trial with a population: every attack with each model as the target, resume, shared references."""
 
+import io
 import json
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch
 
 from samprivacy import catalog
 from samprivacy.errors import ConfigError
-from samprivacy.pipeline import ReferenceStore, run_trial
+from samprivacy.learn import stacked as stacked_module
+from samprivacy.pipeline import ReferenceStore, run_population_trial, run_trial
 from samprivacy.spec import Population, TrialConfig
 
 SMALL = dict(dataset="digits", hidden=(32,), epochs=2, batch_size=128, device="cpu")
@@ -108,7 +110,8 @@ def test_saved_arrays_hold_statistics_not_models(finished, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["lira_auc"] == finished.summary()["lira_auc"]
 
 
-def test_an_interrupted_population_resumes_from_the_models_it_trained(finished):
+@pytest.mark.parametrize("stacked", [True, False])
+def test_an_interrupted_population_resumes_from_the_models_it_trained(finished, stacked):
     saved = {}
 
     class Stop(Exception):
@@ -120,19 +123,82 @@ def test_an_interrupted_population_resumes_from_the_models_it_trained(finished):
             raise Stop
 
     with pytest.raises(Stop):
-        run_trial(population_config(), on_epoch=on_epoch)
-    assert sorted(saved["records"]) == [0, 1] and saved["model"] == 2
+        run_population_trial(population_config(), on_epoch=on_epoch, stacked=stacked)
+    # as a sweep trial keeps it: torch.save, read back with weights_only=True
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    saved = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
     trained = []
-    resumed = run_trial(population_config(), resume=saved,
-                        on_epoch=lambda row, _: trained.append((row["model"], row["epoch"])))
-    # model 2 continues after epoch 1; models 0 and 1 are not retrained
-    assert trained == [(2, 2), (3, 1), (3, 2), (4, 1), (4, 2), (5, 1), (5, 2)]
+    resumed = run_population_trial(population_config(), resume=saved, stacked=stacked,
+                                   on_epoch=lambda row, _: trained.append((row["model"], row["epoch"])))
+    if stacked:  # the stack stopped after its first epoch: every model goes on with its second
+        assert saved["records"] == {} and saved["stack"]["members"] == list(range(6))
+        assert trained == [(k, 2) for k in range(6)]
+    else:  # model 2 continues after epoch 1; models 0 and 1 are not retrained
+        assert sorted(saved["records"]) == [0, 1] and saved["model"] == 2
+        assert trained == [(2, 2), (3, 1), (3, 2), (4, 1), (4, 2), (5, 1), (5, 2)]
     a, b = resumed.summary(), finished.summary()
     for key in ("test_acc", "lira_auc", "rmia_tpr_at_fpr_0.01", "attack_acc"):
-        assert a[key] == b[key], key
+        assert a[key] == pytest.approx(b[key], abs=0 if stacked else 1e-6), key
     other_plan = dict(saved, fingerprint="0" * 64)
     with pytest.raises(ConfigError, match="another membership plan"):
         run_trial(population_config(), resume=other_plan)
+
+
+def test_a_stacked_population_gives_the_results_of_training_in_a_row(finished):
+    in_a_row = run_population_trial(population_config(), stacked=False)
+    a, b = finished.summary(), in_a_row.summary()
+    for r, s in zip(finished.records, in_a_row.records):
+        assert r.metrics["best_epoch"] == s.metrics["best_epoch"]
+        np.testing.assert_allclose(r.stats.conf, s.stats.conf, rtol=1e-4, atol=1e-4)
+    for key in ("test_acc", "train_acc", "val_acc", "attack_acc", "lira_auc", "lira_tpr_at_fpr_0.01", "rmia_auc",
+                "lira_offline_auc", "conf_var_out"):
+        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
+
+
+def test_a_population_larger_than_one_stack_trains_stack_after_stack(finished, monkeypatch):
+    # the digits FC (64 -> 32 -> 10) holds 2,410 float32 parameters: a budget of 4 models gives stacks [0-3], [4, 5]
+    monkeypatch.setitem(stacked_module.STACK_BYTES, "cpu", 4 * 2410 * 4)
+    saved, seen = {}, []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(row, checkpoint):
+        seen.append(row["model"])
+        if row["model"] == 4 and row["epoch"] == 1:
+            saved.update(checkpoint())
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_population_trial(population_config(), on_epoch=on_epoch)
+    assert seen == [0, 1, 2, 3, 0, 1, 2, 3, 4]  # the first stack's two epochs, then the second stack's first
+    assert sorted(saved["records"]) == [0, 1, 2, 3] and saved["stack"]["members"] == [4, 5]
+    resumed = run_population_trial(population_config(), resume=saved)
+    a, b = resumed.summary(), finished.summary()
+    for key in ("test_acc", "lira_auc", "rmia_auc", "attack_acc"):
+        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
+
+
+def test_a_stack_resumed_where_stacks_are_cut_smaller_goes_on_as_it_was_cut(monkeypatch):
+    monkeypatch.setitem(stacked_module.STACK_BYTES, "cpu", 4 * 2410 * 4)  # stacks [0-3], [4, 5]
+    saved = {}
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(row, checkpoint):
+        if row["model"] == 2 and row["epoch"] == 1:
+            saved.update(checkpoint())
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_population_trial(population_config(), on_epoch=on_epoch)
+    monkeypatch.setitem(stacked_module.STACK_BYTES, "cpu", 2 * 2410 * 4)  # another device: stacks of 2
+    seen = []
+    run_population_trial(population_config(), resume=saved,
+                         on_epoch=lambda row, _: seen.append((row["model"], row["epoch"])))
+    assert seen == [(0, 2), (1, 2), (2, 2), (3, 2), (4, 1), (5, 1), (4, 2), (5, 2)]
 
 
 def test_shared_references_are_trained_once_and_reused(tmp_path):

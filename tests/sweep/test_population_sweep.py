@@ -11,6 +11,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from samprivacy.cli import main
+from samprivacy.pipeline import run_population_trial
+from samprivacy.spec import TrialConfig
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +55,13 @@ def test_a_population_sweep_logs_strong_attack_metrics_and_arrays(tmp_path):
         with np.load(local) as f:
             assert f["keep"].shape[0] == 6 and f["lira_scores"].shape == f["keep"].shape
         # one curve per metric over the population's models: 6 models x 2 epochs
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == list(range(1, 13))
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_acc")) == list(range(1, 13))
+        # the sweep trained the population as one stacked model; in a row, its results are the same
+        with open(client.download_artifacts(run.info.run_id, "summary.json", str(tmp_path / run.info.run_id))) as f:
+            summary = json.load(f)
+        in_a_row = run_population_trial(TrialConfig.model_validate(summary["config"]), stacked=False).summary()
+        for key in ("test_acc", "lira_auc", "lira_tpr_at_fpr_0.01", "rmia_auc", "attack_acc", "conf_var_out"):
+            assert metrics[key] == pytest.approx(in_a_row[key], rel=1e-4, abs=1e-4), key
 
 
 def test_memorization_command_reports_every_optimizer_on_the_reference_buckets(tmp_path, capsys):

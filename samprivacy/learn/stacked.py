@@ -1,0 +1,294 @@
+"""K models of one configuration trained as one stacked model: the same protocol as K calls of `train`, at the
+price of a few.
+
+    results = train_stacked(models, dataset, configs, train_indices)   # one TrainResult per model, as train's
+
+Every layer of the K models is one batched matmul over a leading model axis (weights stacked to (K, in, out),
+`torch.baddbmm`), and everything `train` does per model stays per model: its own initial weights (the models
+passed in, built from their own seeds), its own training subset and batch order (a generator seeded as `train`
+seeds it), its own SAM/ASAM/SharpReg perturbation normalised by its own gradient norm and its own base-optimizer
+state (learn.stacked_optim), its own best epoch on the validation split, its own SWA average. Subsets of
+different sizes are handled by masking: a step takes each model's next batch of its own order; a model whose
+order is shorter has a short or empty batch there (padded rows weigh nothing), and a model with an empty batch
+does not step at all (weights, momentum, Adam's step count unchanged), exactly as it would have stopped its own
+epoch earlier.
+
+What stacks: `nn.Sequential` of Flatten, Linear, ReLU and Tanh (the FC and MLP models) without augmentation.
+Anything else (BatchNorm, convolutions, image augmentation) trains in a row with `train`; `stackable` says which.
+Results agree with `train` to float tolerance (a batched matmul sums in another order), not bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from typing import Any, Callable, cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samprivacy.errors import ConfigError, TrainingDiverged
+from samprivacy.learn.data.base import Dataset
+from samprivacy.learn.stacked_optim import StackedOptimizer, per_model
+from samprivacy.learn.train import (SCHEDULES, TrainConfig, TrainResult, _swa_start_epoch, resolve_augment,
+                                    resolve_device)
+
+ACTIVATIONS: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}
+
+
+# Stacked parameters per stack, in bytes. On a CPU the stack's weights, gradients and momentum must stay near the
+# cache or every step streams them from memory: measured (docs/performance.md), 16 MLPs of 56 KB each train 3 to
+# 5 times faster stacked than in a row, while FCs of 2.5 MB each break even at 4 to 8 per stack and lose at 16.
+# A GPU holds far larger stacks.
+STACK_BYTES = {"cpu": 16 * 2**20, "cuda": 4 * 2**30}
+
+
+def stack_size(model: nn.Module, device: str | None) -> int:
+    """How many copies of `model` one stack holds on `device`: their parameters within STACK_BYTES (at least 1)."""
+    per_model = sum(p.numel() * p.element_size() for p in model.parameters())
+    budget = STACK_BYTES.get(resolve_device(device).type, STACK_BYTES["cpu"])
+    return max(1, budget // max(per_model, 1))
+
+
+def stackable(model: nn.Module) -> bool:
+    """True for an nn.Sequential of Flatten (first only), biased Linear, ReLU and Tanh layers."""
+    if not isinstance(model, nn.Sequential) or not any(isinstance(m, nn.Linear) for m in model):
+        return False
+    for i, m in enumerate(model):
+        if isinstance(m, nn.Flatten) and i == 0 and m.start_dim == 1 and m.end_dim == -1:
+            continue
+        if isinstance(m, nn.Linear) and m.bias is not None or type(m) in ACTIVATIONS:
+            continue
+        return False
+    return True
+
+
+class StackedNet:
+    """K copies of one Sequential architecture, weights stacked on a leading model axis: W (K, in, out), b (K, out).
+
+    (in, out), the transpose of nn.Linear's layout: the forward matmul and the weight gradient then need no copy of
+    the weights (with (out, in), torch's CPU bmm copies every weight and its gradient once per step)."""
+
+    def __init__(self, models: list[nn.Module], device: torch.device):
+        if not models or not all(stackable(m) for m in models):
+            raise ConfigError("only Sequential models of Linear, ReLU and Tanh layers stack; train the others in a row")
+        nets = [cast(nn.Sequential, m) for m in models]
+        self.template = copy.deepcopy(nets[0]).cpu()
+        self.layers = [type(m) for m in nets[0]]
+        self.params: list[torch.Tensor] = []  # W0, b0, W1, b1, ... (leaves with gradients)
+        for j, layer in enumerate(nets[0]):
+            if isinstance(layer, nn.Linear):
+                weight = torch.stack([m[j].weight.detach().T for m in nets]).to(device).contiguous()
+                bias = torch.stack([m[j].bias.detach() for m in nets]).to(device)
+                self.params += [weight.requires_grad_(True), bias.requires_grad_(True)]
+
+    @property
+    def models(self) -> int:
+        return self.params[0].shape[0]
+
+    def __call__(self, x: torch.Tensor, shared: bool = False, params: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """(K, B, *input) -> (K, B, classes): model k sees x[k]; shared: (B, *input) -> (K, B, classes), all see x.
+        params: other stacked weights of the same shapes (the best or averaged ones) instead of the trained ones."""
+        h, p = (x.flatten(1) if shared else x.flatten(2)), iter(self.params if params is None else params)
+        for kind in self.layers:
+            if kind is nn.Linear:
+                weight, bias = next(p), next(p)
+                if h.dim() == 2:  # one input for every model (evaluation)
+                    h = h.expand(len(weight), *h.shape)
+                h = torch.baddbmm(bias.unsqueeze(1), h, weight)
+            elif kind in ACTIVATIONS:
+                h = ACTIVATIONS[kind](h)
+        return h
+
+    def unstack(self, params: list[torch.Tensor] | None = None) -> list[nn.Module]:
+        """K ordinary modules holding `params` (default: the current weights), on the params' device."""
+        params = self.params if params is None else params
+        names = [name for name, _ in self.template.named_parameters()]
+        out = []
+        for k in range(self.models):
+            model = copy.deepcopy(self.template).to(params[0].device)
+            model.load_state_dict({name: (p[k].T if name.endswith("weight") else p[k]).detach().clone()
+                                   for name, p in zip(names, params)})
+            out.append(model)
+        return out
+
+
+def _batches(order: list[torch.Tensor], batch_size: int) -> torch.Tensor:
+    """(steps, K, batch_size) row positions (on the CPU), -1 where a model's order has ended."""
+    steps = max(math.ceil(len(o) / batch_size) for o in order)
+    padded = torch.full((len(order), steps * batch_size), -1, dtype=torch.long)
+    for k, o in enumerate(order):
+        padded[k, :len(o)] = o
+    return padded.view(len(order), steps, batch_size).transpose(0, 1).contiguous()
+
+
+@torch.no_grad()
+def _evaluate(net: StackedNet, x: torch.Tensor, y: torch.Tensor, amp: bool, params: list[torch.Tensor] | None = None,
+              positions: torch.Tensor | None = None) -> tuple[list[float], list[float]]:
+    """(K,) mean cross-entropy and accuracy of every model on one shared (x, y), or, with positions (K, n) (-1:
+    none), model k on the rows positions[k] of (x, y)."""
+    k, rows = net.models, max(64, 2 ** 15 // net.models)  # bounded activations: K x rows x width
+    loss = torch.zeros(k, device=x.device, dtype=torch.float64)
+    correct = torch.zeros(k, device=x.device, dtype=torch.long)
+    n = len(x) if positions is None else positions.shape[1]
+    for i in range(0, n, rows):
+        if positions is None:
+            xb, yb, mask = x[i:i + rows], y[i:i + rows], None
+        else:
+            index = positions[:, i:i + rows]
+            mask = index >= 0
+            xb, yb = x[index.clamp(min=0)], y[index.clamp(min=0)]
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = net(xb, shared=positions is None, params=params).float()
+        yb = yb.expand(k, -1)
+        ce = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(k, -1)
+        hits = logits.argmax(-1) == yb
+        if mask is not None:
+            ce, hits = ce * mask, hits & mask
+        loss += ce.sum(1).double()
+        correct += hits.sum(1)
+    sizes = [max(n, 1)] * k if positions is None else (positions >= 0).sum(1).clamp(min=1).tolist()
+    return (loss.cpu() / torch.tensor(sizes)).tolist(), [c / m for c, m in zip(correct.tolist(), sizes)]
+
+
+def _shared_config(configs: list[TrainConfig]) -> TrainConfig:
+    first = dataclasses.replace(configs[0], seed=0)
+    for c in configs[1:]:
+        if dataclasses.replace(c, seed=0) != first:
+            raise ConfigError("stacked models must share one configuration except their seeds; train them in a row")
+    return configs[0]
+
+
+def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[TrainConfig],
+                  train_indices: list[np.ndarray], *,
+                  on_epoch: Callable[[list[dict], Callable[[], dict]], None] | None = None,
+                  resume: dict | None = None) -> list[TrainResult]:
+    """`train(models[k], dataset, configs[k], train_index=train_indices[k])` for every k, as one stacked model.
+
+    on_epoch(rows, checkpoint) is called after every epoch with one row per model (train's row; `seconds` is the
+    model's share of the stacked epoch) and a function returning the stack's state (pass it back as `resume`).
+    """
+    config = _shared_config(configs)
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown `schedule` {config.schedule!r}; choose from: {', '.join(SCHEDULES)}")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ConfigError(f"`epochs` and `batch_size` must be >= 1, got {config.epochs} and {config.batch_size}")
+    if resolve_augment(config.augment, dataset.feature_kind):
+        raise ConfigError("augmented images draw crops per model; train these models in a row with `train`")
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    amp = config.amp if config.amp is not None else device.type == "cuda"
+    seeds = [c.seed for c in configs]
+    net = StackedNet(models, device)
+    k_models = net.models
+    rows = np.unique(np.concatenate([np.asarray(i) for i in train_indices]))  # every row some model trains on
+    x_rows, y_rows = dataset.x[torch.as_tensor(rows)].to(device), dataset.y[torch.as_tensor(rows)].to(device)
+    positions = [torch.as_tensor(np.searchsorted(rows, i), dtype=torch.long) for i in train_indices]
+    sizes = torch.tensor([len(p) for p in positions], device=device)
+    x_val, y_val = (t.to(device) for t in dataset.subset("val"))
+    optimizer = StackedOptimizer(net.params, config)
+    scheduler = SCHEDULES[config.schedule](optimizer.holder, config.epochs)
+    swa_from = _swa_start_epoch(config)
+    swa = [p.detach().clone() for p in net.params] if swa_from is not None else None
+
+    state: dict[str, Any] = dict(epoch=0, swa_averaged=0, best_val_acc=[-1.0] * k_models, best_epoch=[0] * k_models,
+                 history=[[] for _ in range(k_models)])
+    best = [p.detach().clone() for p in net.params]
+    if resume is not None:
+        if resume.get("models") != k_models:
+            raise ConfigError(f"the stacked checkpoint holds {resume.get('models')} models, not {k_models}; "
+                              "start the population afresh")
+        with torch.no_grad():
+            for target, name in ((net.params, "params"), (best, "best"), (swa, "swa")):
+                for t, saved in zip(target or [], resume[name] or []):
+                    t.copy_(saved)
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        state.update(copy.deepcopy({k: resume[k] for k in state}))
+
+    def checkpoint() -> dict:
+        cpu = lambda ts: [t.detach().cpu().clone() for t in ts]  # noqa: E731 (a snapshot, not live tensors)
+        return dict(copy.deepcopy(state), models=k_models, params=cpu(net.params), best=cpu(best),
+                    swa=cpu(swa) if swa is not None else None, optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict())
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        averaging = swa_from is not None and epoch >= swa_from
+        if averaging:  # SWA: a constant learning rate while weights are averaged
+            optimizer.group["lr"] = config.swa_lr if config.swa_lr is not None else config.lr / 2
+        # each model's own order: the generator `train` seeds for (its seed, epoch)
+        order = [p[torch.randperm(len(p), generator=torch.Generator().manual_seed(s * 100_003 + epoch))]
+                 for p, s in zip(positions, seeds)]
+        batches = _batches(order, config.batch_size)  # (steps, K, B)
+        counts = (batches >= 0).sum(2)  # (steps, K) rows per model and step, known without a device sync
+        everyone = (counts > 0).all(1).tolist()
+        index = batches.clamp(min=0).to(device)
+        masks, counts = (batches >= 0).to(device), counts.to(device)
+        loss_sum = torch.zeros(k_models, device=device)
+        correct = torch.zeros(k_models, device=device, dtype=torch.long)
+        for step in range(len(batches)):
+            # gathered step by step, as `train` does: memory stays at one batch per model, not an epoch per model
+            xb = x_rows.index_select(0, index[step].flatten()).view(*index.shape[1:], *x_rows.shape[1:])
+            yb, mask, count = y_rows[index[step]], masks[step], counts[step]
+            first: list[torch.Tensor] = []
+
+            def closure() -> torch.Tensor:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = net(xb)
+                ce = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(mask.shape)
+                losses = (ce * mask).sum(1) / count.clamp(min=1)  # each model's mean over its own batch
+                losses.sum().backward()
+                if not first:
+                    first.append(logits.detach())
+                return losses.detach()
+
+            losses = optimizer.step(closure, None if everyone[step] else count > 0)
+            loss_sum += losses * count
+            correct += ((first[0].argmax(-1) == yb) & mask).sum(1)
+        train_loss = (loss_sum / sizes).tolist()
+        for loss in train_loss:
+            if not math.isfinite(loss):
+                raise TrainingDiverged(epoch, loss)
+        lr = optimizer.group["lr"]
+        if averaging:  # torch.optim.swa_utils.AveragedModel's running mean, per model
+            with torch.no_grad():
+                for avg, p in zip(swa, net.params):
+                    avg.lerp_(p.detach(), 1.0 / (state["swa_averaged"] + 1))
+            state["swa_averaged"] += 1
+        else:
+            scheduler.step()
+        val_loss, val_acc = _evaluate(net, x_val, y_val, amp)
+        if swa is None:
+            improved = torch.tensor([v > b for v, b in zip(val_acc, state["best_val_acc"])], device=device)
+            with torch.no_grad():
+                for b, p in zip(best, net.params):
+                    b.copy_(torch.where(per_model(improved, p), p, b))
+            for k in np.flatnonzero(improved.cpu().numpy()):
+                state["best_val_acc"][k], state["best_epoch"][k] = val_acc[k], epoch
+        seconds = (time.perf_counter() - epoch_start) / k_models
+        acc = [c / n for c, n in zip(correct.tolist(), sizes.tolist())]
+        epoch_rows = [dict(epoch=epoch, train_loss=train_loss[k], train_acc=acc[k], val_loss=val_loss[k],
+                           val_acc=val_acc[k], lr=lr, seconds=seconds) for k in range(k_models)]
+        state["history"] = [[*h, row] for h, row in zip(state["history"], epoch_rows)]
+        state["epoch"] = epoch
+        if on_epoch is not None:
+            on_epoch(epoch_rows, checkpoint)
+
+    final = swa if swa is not None else best
+    best_epochs = [config.epochs] * k_models if swa is not None else state["best_epoch"]
+    x_test, y_test = (t.to(device) for t in dataset.subset("test"))
+    own = torch.full((k_models, int(sizes.max())), -1, dtype=torch.long)  # model k's training rows, padded
+    for k, p in enumerate(positions):
+        own[k, :len(p)] = p
+    splits = (("train", x_rows, y_rows, own.to(device)), ("val", x_val, y_val, None), ("test", x_test, y_test, None))
+    accuracy = {name: _evaluate(net, x, y, amp, final, index)[1] for name, x, y, index in splits}
+    seconds = (time.perf_counter() - start) / k_models
+    return [TrainResult(model=model, best_epoch=best_epochs[k], history=copy.deepcopy(state["history"][k]),
+                        train_acc=accuracy["train"][k], val_acc=accuracy["val"][k], test_acc=accuracy["test"][k],
+                        seconds=seconds, device=str(device), config=dataclasses.asdict(configs[k]))
+            for k, model in enumerate(net.unstack(final))]

@@ -1,0 +1,123 @@
+"""Stacked training against the reference: K models trained as one stacked model end where K calls of `train`
+end (same weights per model to float tolerance), for every optimizer family and with subsets of unequal size."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from samprivacy.errors import ConfigError, TrainingDiverged
+from samprivacy.learn.models import build_model
+from samprivacy.learn.population import balanced_membership
+from samprivacy.learn.stacked import STACK_BYTES, stack_size, stackable, train_stacked
+from samprivacy.learn.train import TrainConfig, train
+
+from .conftest import make_blobs
+
+SEEDS = (3, 17, 29, 101)
+
+
+def population(dataset, seeds=SEEDS, model="mlp", hidden=(16,)):
+    pool = np.sort(dataset.splits.train)
+    keep = balanced_membership(len(seeds), len(pool), 0.5, np.random.default_rng(0))
+    indices = [pool[keep[k]] for k in range(len(seeds))]
+    assert len({len(i) for i in indices}) > 1  # unequal subsets: the masking is exercised
+
+    def models():
+        out = []
+        for s in seeds:
+            torch.manual_seed(s)
+            out.append(build_model(model, dataset.input_shape, dataset.num_classes, hidden=hidden))
+        return out
+    return models, indices
+
+
+def both_ways(dataset, config: TrainConfig, **kw):
+    models, indices = population(dataset, **kw)
+    configs = [dataclasses.replace(config, seed=s) for s in SEEDS]
+    sequential = [train(m, dataset, c, train_index=i) for m, c, i in zip(models(), configs, indices)]
+    stacked = train_stacked(models(), dataset, configs, indices)
+    return sequential, stacked
+
+
+def assert_same(sequential, stacked, atol=2e-5):
+    for a, b in zip(sequential, stacked, strict=True):
+        for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+            torch.testing.assert_close(q, p, atol=atol, rtol=1e-4, msg=name)
+        assert b.best_epoch == a.best_epoch
+        assert (b.train_acc, b.val_acc, b.test_acc) == (a.train_acc, a.val_acc, a.test_acc)
+        assert len(b.history) == len(a.history)
+        for ra, rb in zip(a.history, b.history):
+            assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-4)
+            assert (rb["val_acc"], rb["train_acc"], rb["lr"]) == (ra["val_acc"], ra["train_acc"], ra["lr"])
+
+
+@pytest.mark.parametrize("optimizer, extra", [
+    ("sgd", {}), ("sam", {"rho": 0.1}), ("sharpreg", {"rho": 0.05, "lam": 1.5, "xi": 0.3}), ("asam", {}),
+    ("sgd", {"base_optimizer": "adam", "lr": 0.01}), ("sam", {"base_optimizer": "adam", "lr": 0.01}),
+])
+def test_a_stacked_population_ends_with_the_weights_of_training_each_model_alone(optimizer, extra):
+    config = TrainConfig(optimizer=optimizer, epochs=4, batch_size=24, device="cpu", **extra)
+    sequential, stacked = both_ways(make_blobs(), config)
+    assert_same(sequential, stacked)
+    # the models differ from one another: each has its own seed, subset and order
+    first, second = (r.model.state_dict()["1.weight"] for r in stacked[:2])
+    assert not torch.allclose(first, second)
+
+
+def test_the_paper_fc_with_tanh_and_swa_stacks_too():
+    config = TrainConfig(optimizer="swa", epochs=4, batch_size=32, device="cpu", swa_start=0.4)
+    sequential, stacked = both_ways(make_blobs(), config, model="fc", hidden=(24, 12))
+    assert_same(sequential, stacked)
+    assert all(r.best_epoch == 4 for r in stacked)
+
+
+def test_a_stack_resumed_from_an_epoch_checkpoint_matches_an_uninterrupted_stack():
+    dataset = make_blobs()
+    models, indices = population(dataset)
+    configs = [TrainConfig(optimizer="sam", rho=0.1, epochs=3, batch_size=24, device="cpu", seed=s) for s in SEEDS]
+    saved, seen = {}, []
+
+    def on_epoch(rows, checkpoint):
+        assert [r["epoch"] for r in rows] == [rows[0]["epoch"]] * len(SEEDS)
+        if rows[0]["epoch"] == 1:
+            saved.update(checkpoint())
+
+    whole = train_stacked(models(), dataset, configs, indices, on_epoch=on_epoch)
+    resumed = train_stacked(models(), dataset, configs, indices, resume=saved,
+                            on_epoch=lambda rows, _: seen.append(rows[0]["epoch"]))
+    assert seen == [2, 3]
+    for a, b in zip(whole, resumed):
+        for p, q in zip(a.model.parameters(), b.model.parameters()):
+            assert torch.equal(p, q)
+        assert a.history == [dict(r, seconds=a.history[i]["seconds"]) for i, r in enumerate(b.history)]
+
+
+def test_what_cannot_stack_is_refused_with_the_way_out():
+    assert stackable(build_model("mlp", (8,), 3)) and stackable(build_model("fc", (8,), 3, hidden=(4, 4)))
+    assert not stackable(build_model("cnn", (1, 8, 8), 3))
+    images = make_blobs(image=True)
+    models, indices = population(images, model="fc", hidden=(8,))
+    configs = [TrainConfig(epochs=1, device="cpu", seed=s) for s in SEEDS]
+    with pytest.raises(ConfigError, match="in a row"):
+        train_stacked(models(), images, configs, indices)  # augmentation is on for images
+    with pytest.raises(ConfigError, match="except their seeds"):
+        train_stacked(models(), images, [dataclasses.replace(configs[0], lr=0.1), *configs[1:]], indices)
+
+
+def test_a_diverging_model_in_the_stack_names_the_epoch():
+    dataset = make_blobs()
+    models, indices = population(dataset)
+    configs = [TrainConfig(lr=1e6, epochs=3, device="cpu", seed=s) for s in SEEDS]
+    with pytest.raises(TrainingDiverged, match="epoch"):
+        train_stacked(models(), dataset, configs, indices)
+
+
+def test_a_stack_holds_as_many_models_as_the_device_budget_allows():
+    small, paper = build_model("mlp", (200,), 20), build_model("fc", (600,), 100)
+    small_bytes = sum(p.numel() * 4 for p in small.parameters())
+    assert stack_size(small, "cpu") == STACK_BYTES["cpu"] // small_bytes > 64
+    assert stack_size(paper, "cpu") == 3  # the paper's FC: 1.3 M parameters each
