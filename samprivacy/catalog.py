@@ -27,7 +27,9 @@ from typing import Literal
 class OptimizerEntry:
     summary: str
     params: tuple[str, ...]  # the hyperparameters a user may set for this optimizer (TrialConfig fields)
-    preset: dict[str, float | bool]  # lam, xi, rho (default), adaptive (ASAM), eta; averaged (SWA)
+    # lam, xi, rho (default), adaptive (ASAM), eta; SWA: averaged, swa_start and swa_lr_scale (of the base lr),
+    # the defaults of TrialConfig's swa_start and swa_lr
+    preset: dict[str, float | bool]
     passes: int  # forward/backward passes per step
 
 
@@ -41,26 +43,27 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sharpreg": OptimizerEntry("SharpReg (the paper): sharper minima (lam > 0), xi keeps the loss off zero",
                                ("rho", "lam", "xi"), dict(lam=1.5, xi=0.3, rho=0.01, adaptive=False), 2),
     "swa": OptimizerEntry("SWA (Izmailov et al.): SGD whose weights are averaged over the last epochs",
-                          ("swa_start", "swa_lr"), dict(lam=0.0, xi=0.0, rho=0.0, adaptive=False, averaged=True), 1),
+                          ("swa_start", "swa_lr"), dict(lam=0.0, xi=0.0, rho=0.0, adaptive=False, averaged=True, swa_start=0.75,
+                               swa_lr_scale=0.5), 1),
 }
 
-# Every optimizer hyperparameter (a TrialConfig field of the same name) and what it means.
-OPTIMIZER_PARAMS: dict[str, str] = {
-    "rho": "neighbourhood radius rho (sam, asam, sharpreg; default: the preset's)",
-    "lam": "sharpness weight lambda > 0 (sharpreg; the paper: 1.5)",
-    "xi": "anti-overfitting weight xi >= 0 (sharpreg; the paper: 0.3)",
-    "swa_start": "swa: fraction of the epochs after which weights are averaged (default 0.75)",
-    "swa_lr": "swa: constant learning rate while averaging (default: half the base lr)",
-}
-
-
-def optimizer_params(name: str) -> tuple[str, ...]:
-    return OPTIMIZERS[name].params
+# Every optimizer hyperparameter, in a stable order: each is a TrialConfig field of the same name (described there).
+OPTIMIZER_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(p for entry in OPTIMIZERS.values() for p in entry.params))
 
 
 def takers(param: str) -> list[str]:
     """The optimizers that take hyperparameter `param`."""
     return [name for name, entry in OPTIMIZERS.items() if param in entry.params]
+
+
+def misplaced_param(optimizer: str, param: str) -> str | None:
+    """The one check of which optimizer takes which hyperparameter: None when `optimizer` takes `param`, else
+    the message that says so and what to do."""
+    if param in OPTIMIZERS[optimizer].params:
+        return None
+    names = takers(param)
+    either = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"`{param}` applies only to {either}, not {optimizer!r}; remove it, or use it with {' or '.join(names)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,51 +20,17 @@ console = Console(stderr=True)
 out = Console()
 
 
-def _hidden(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 1024,512,256, got {text!r}")
-
-
 def add_trial_parser(sub) -> None:
+    from samprivacy.spec import TrialConfig
+    from samprivacy.spec.flags import add_flags
+
     p = sub.add_parser("trial", help="train one model and attack it", description=(
         "Train one model with an optimizer of the sharpness-aware family, then run membership-inference "
-        "attacks on it. Prints a summary; --json writes every metric."))
-    p.add_argument("--dataset", default="digits", help="digits | longtail | purchase100 | texas100 | cifar10 | cifar100")
-    p.add_argument("--data-root", help="folder with the dataset's canonical files (purchase100, texas100, cifar)")
-    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR into --data-root")
-    p.add_argument("--optimizer", default="sgd", help="sgd | sam | asam | sharpreg")
-    p.add_argument("--base-optimizer", default="sgd", help="sgd (with momentum) | adam")
-    p.add_argument("--rho", type=float, help="neighbourhood radius (sam, asam, sharpreg)")
-    p.add_argument("--lam", type=float, help="sharpness weight lambda (sharpreg)")
-    p.add_argument("--xi", type=float, help="anti-overfitting weight xi (sharpreg)")
-    p.add_argument("--model", help="fc | mlp | cnn | wrn16-8 (default: the dataset's)")
-    p.add_argument("--hidden", type=_hidden, help="hidden layer sizes of fc/mlp, e.g. 1024,512,256")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--schedule", default="cosine", help="cosine | step | constant")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, help="seed of the member/non-member split (default: --seed)")
-    p.add_argument("--swa-start", type=float, help="swa: fraction of epochs before averaging starts (default 0.75)")
-    p.add_argument("--swa-lr", type=float, help="swa: constant learning rate while averaging (default lr / 2)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                   help="random crops and flips (images only; default: on for images)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
-    p.add_argument("--attacks", help="comma-separated attack names (default: every attack the trial can run; "
-                                     "`samprivacy catalog` lists them)")
-    p.add_argument("--population", type=int, metavar="K",
-                   help="train K models on random halves of the member pool and run LiRA / RMIA with each in turn "
-                        "as the target")
-    p.add_argument("--fraction", type=float, help="share of the pool each population model trains on (0.5)")
-    p.add_argument("--shared-references", type=int, metavar="N",
-                   help="RMIA / offline LiRA against N reference models trained once with SGD (see --references)")
+        "attacks on it. Prints a summary; --json writes every metric. Every trial setting is a flag named after "
+        "its field (docs/spec.md); nested ones are prefixed, e.g. --population-fraction."))
+    add_flags(p, TrialConfig)
     p.add_argument("--references", help="folder of shared reference models (default: <out>/references, else "
                                         "./runs/references)")
-    p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     p.add_argument("--json", dest="json_path", help="write the full result as JSON to this path")
     p.add_argument("--out", help="folder for artifacts: summary.json, splits.npz, model.pt (population.npz with "
                                  "--population), roc.npz")
@@ -76,19 +42,9 @@ def cmd_trial(args: argparse.Namespace) -> int:
 
     from samprivacy.pipeline import run_trial
     from samprivacy.spec import TrialConfig, parse_trial_config
+    from samprivacy.spec.flags import flag_values
 
-    population = {k: v for k, v in (("models", args.population), ("fraction", args.fraction),
-                                     ("shared_references", args.shared_references)) if v is not None}
-    if population and "models" not in population:
-        raise SamprivacyError("--fraction and --shared-references describe a population; add --population K")
-    fields = dict(dataset=args.dataset, data_root=args.data_root, download=args.download, model=args.model,
-                  hidden=args.hidden, optimizer=args.optimizer, base_optimizer=args.base_optimizer, rho=args.rho,
-                  lam=args.lam, xi=args.xi, swa_start=args.swa_start, swa_lr=args.swa_lr, lr=args.lr,
-                  momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-                  epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, split_seed=args.split_seed,
-                  augment=args.augment, amp=args.amp, device=args.device, population=population or None,
-                  attacks=tuple(a.strip() for a in args.attacks.split(",")) if args.attacks else None)
-    config: TrialConfig = parse_trial_config({k: v for k, v in fields.items() if v is not None})
+    config: TrialConfig = parse_trial_config(flag_values(args, TrialConfig))
     references = args.references or str(Path(args.out or "runs") / "references")
     models = config.population.models if config.population else 1
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

@@ -106,10 +106,10 @@ def test_trial_with_a_population_reports_the_strong_attacks(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--fraction", "0.5"], "add --population K"),
+    (["--population-fraction", "0.5"], "--population-fraction describes `population`; add --population MODELS"),
     (["--attacks", "lira"], "needs a population"),
     (["--population", "4", "--attacks", "lira"], "models >= 6"),
-    (["--optimizer", "sgd", "--swa-start", "0.5"], "applies only to 'swa'"),
+    (["--optimizer", "sgd", "--swa-start", "0.5"], "`swa_start` applies only to swa, not 'sgd'"),
 ])
 def test_population_and_optimizer_flags_are_checked(argv, message, capsys):
     assert main(["trial", "--epochs", "1", *argv]) == 2

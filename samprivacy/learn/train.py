@@ -5,10 +5,11 @@ the forward pass runs under bf16 autocast (`amp`). Shuffling is seeded per (seed
 an epoch checkpoint sees the same batches as one that never stopped. `train_epoch` is one pass over the training
 data; populations (learn.population) call `train` with their own training subsets.
 
-Defaults stated once: `augment` None = random crops and flips for image data, none otherwise; `amp` None = bf16
-autocast on CUDA, off on CPU. SWA (optimizer "swa") averages the weights of every epoch from
-floor(swa_start * epochs) + 1 on, at a constant swa_lr (default lr / 2), recomputes BatchNorm statistics for the
-average, and returns the average (no best-epoch selection: the average is what SWA trains).
+What None means, stated once: `augment` None = random crops and flips for image data, none otherwise; `amp` None =
+bf16 autocast on CUDA, off on CPU. SWA (optimizer "swa") averages the weights of every epoch from
+floor(swa_start * epochs) + 1 on, at a constant swa_lr (None: the catalog preset's share of lr), recomputes
+BatchNorm statistics for the average, and returns the average (no best-epoch selection: the average is what SWA
+trains).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -33,38 +34,40 @@ from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.optim import SharpnessAware, make_optimizer
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = "sgd"
-    base_optimizer: str = "sgd"
-    rho: float | None = None  # None: the preset's default (learn.optim.PRESETS)
-    lam: float | None = None
-    xi: float | None = None
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine | step | constant, stepped once per epoch
-    epochs: int = 30
-    batch_size: int = 64
-    seed: int = 0
-    augment: bool | None = None  # random crops (4-pixel padding) and flips; None: on for images, off otherwise
-    device: str | None = None  # None: CUDA when available
-    amp: bool | None = None  # bf16 autocast; None: on for CUDA
-    swa_start: float | None = None  # swa: fraction of epochs before averaging starts; None: 0.75
-    swa_lr: float | None = None  # swa: constant lr while averaging; None: lr / 2
-    # defenses (learn/defenses): what each means is defined once, on spec.TrialConfig
-    label_smoothing: float = 0.0
-    selection: str = "best_val"  # best_val | last
-    defense: str | None = None  # dp | advreg | selena | memguard
-    max_grad_norm: float | None = None
-    noise_multiplier: float | None = None
-    target_epsilon: float | None = None
-    target_delta: float | None = None
-    adv_alpha: float | None = None
-    adv_steps: int | None = None
-    selena_k: int | None = None
-    selena_l: int | None = None
-    memguard_budget: float | None = None
+class TrainConfig(Protocol):
+    """What `train` reads of a trial's configuration: the fields of these names of spec.TrialConfig, where each is
+    defined, described and given its default, once. learn/ runs where pydantic may be absent, so it names them
+    here structurally; any object with these attributes will do."""
+
+    optimizer: str
+    base_optimizer: str
+    rho: float | None
+    lam: float | None
+    xi: float | None
+    lr: float
+    momentum: float
+    weight_decay: float
+    schedule: str
+    epochs: int
+    batch_size: int
+    seed: int
+    augment: bool | None
+    device: str | None
+    amp: bool | None
+    swa_start: float | None
+    swa_lr: float | None
+    label_smoothing: float
+    selection: str  # best_val | last
+    defense: str | None  # dp | advreg | selena | memguard (learn/defenses), and their parameters:
+    max_grad_norm: float | None
+    noise_multiplier: float | None
+    target_epsilon: float | None
+    target_delta: float | None
+    adv_alpha: float | None
+    adv_steps: int | None
+    selena_k: int | None
+    selena_l: int | None
+    memguard_budget: float | None
 
 
 @dataclass
@@ -77,7 +80,6 @@ class TrainResult:
     test_acc: float
     seconds: float
     device: str
-    config: dict = field(default_factory=dict)
     defense_metrics: dict = field(default_factory=dict)  # dp: epsilon, delta, noise_multiplier, ...
 
 
@@ -174,9 +176,10 @@ def train_epoch(model: nn.Module, optimizer: SharpnessAware, x: torch.Tensor, y:
 
 def _swa_start_epoch(config: TrainConfig) -> int | None:
     """The first epoch whose weights SWA averages, or None without SWA."""
-    if not catalog.OPTIMIZERS[config.optimizer].preset.get("averaged"):
+    preset = catalog.OPTIMIZERS[config.optimizer].preset
+    if not preset.get("averaged"):
         return None
-    fraction = 0.75 if config.swa_start is None else config.swa_start
+    fraction = preset["swa_start"] if config.swa_start is None else config.swa_start
     return min(config.epochs, math.floor(fraction * config.epochs) + 1)
 
 
@@ -250,7 +253,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
         averaging = swa_from is not None and epoch >= swa_from
         if averaging:  # SWA: a constant learning rate while weights are averaged
             for group in optimizer.param_groups:
-                group["lr"] = config.swa_lr if config.swa_lr is not None else config.lr / 2
+                group["lr"] = config.swa_lr if config.swa_lr is not None else (
+                    config.lr * catalog.OPTIMIZERS[config.optimizer].preset["swa_lr_scale"])
         model.train()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         if private is not None:  # DP: Opacus's Poisson batches, clipping and noise
@@ -298,8 +302,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
         model=model, best_epoch=state["best_epoch"], history=copy.deepcopy(state["history"]),
         train_acc=evaluate(model, x_train, y_train, amp=amp)[1], val_acc=evaluate(model, x_val, y_val, amp=amp)[1],
         test_acc=evaluate(model, x_test, y_test, amp=amp)[1], seconds=time.perf_counter() - start,
-        device=str(device), config=asdict(config),
-        defense_metrics=private.metrics() if private is not None else {})
+        device=str(device), defense_metrics=private.metrics() if private is not None else {})
 
 
 def _averaged(swa_model: torch.optim.swa_utils.AveragedModel, x: torch.Tensor, batch_size: int) -> nn.Module:

@@ -18,7 +18,7 @@ from samprivacy.audit import AttackMetrics, run_attacks
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import ModelStats, PopulationPlan, model_statistics
 from samprivacy.learn.train import train
-from samprivacy.pipeline.setup import new_model, train_config
+from samprivacy.pipeline.setup import new_model
 from samprivacy.spec import TrialConfig
 
 ATTACK_SETS = ("known_members", "known_nonmembers", "eval_members", "eval_nonmembers")
@@ -68,7 +68,7 @@ def train_member(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, k:
     metrics["seconds"] covers all three."""
     start = time.perf_counter()
     seed = int(plan.seeds[k])
-    result = train(new_model(config, dataset, seed), dataset, train_config(config, seed=seed),
+    result = train(new_model(config, dataset, seed), dataset, config.model_copy(update={"seed": seed}),
                    train_index=plan.train_index(k), on_epoch=on_epoch, resume=resume)
     stats, pool_logits = model_statistics(result.model, dataset, plan, queries, temperature)
     report = {}

@@ -18,7 +18,7 @@ import torch
 from samprivacy.audit import AttackMetrics, AttackReport, run_attacks
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.train import TrainResult, train
-from samprivacy.pipeline.setup import prepare, train_config
+from samprivacy.pipeline.setup import prepare
 from samprivacy.spec import TrialConfig
 
 
@@ -97,6 +97,6 @@ def run_single_trial(config: TrialConfig, *, on_epoch: Callable | None = None,
     """Train with `config`, then attack the selected model. See `learn.train.train` for on_epoch/resume."""
     start = time.perf_counter()
     dataset, model = prepare(config)
-    training = train(model, dataset, train_config(config), on_epoch=on_epoch, resume=resume)
+    training = train(model, dataset, config, on_epoch=on_epoch, resume=resume)
     report = run_attacks(training.model, dataset, config.attack_names(), device=training.device, seed=config.seed)
     return TrialResult(config, dataset, training, report, time.perf_counter() - start)

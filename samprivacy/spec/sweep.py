@@ -35,7 +35,7 @@ from samprivacy.spec.params import (
     field_kind,
 )
 from samprivacy import catalog
-from samprivacy.spec.trial import (OPTIMIZER_PARAMS, OPTIMIZERS, Population, population_problems,
+from samprivacy.spec.trial import (Population, population_problems,
                                   resolve_attacks)
 
 
@@ -196,17 +196,17 @@ class SweepSpec(_Spec):
         if isinstance(v, dict):
             problems += [] if v else [("", "must name at least one optimizer, e.g. {sgd: {}, sam: {rho: 0.05}}")]
             for name, keys in v.items():
-                if name not in OPTIMIZERS:
-                    problems.append((str(name), f"unknown optimizer; {did_you_mean(name, OPTIMIZERS)}"
-                                                f"use one of {', '.join(OPTIMIZERS)}"))
+                if name not in catalog.OPTIMIZERS:
+                    problems.append((str(name), f"unknown optimizer; {did_you_mean(name, catalog.OPTIMIZERS)}"
+                                                f"use one of {', '.join(catalog.OPTIMIZERS)}"))
                     continue
                 keys = {k for k, x in keys.items() if x is not None} if isinstance(keys, dict) else set()
-                for key in sorted(keys & set(catalog.OPTIMIZER_PARAMS) - set(OPTIMIZER_PARAMS[name])):
-                    problems.append((f"{name}.{key}", f"{name} takes no {key}; remove it or move it under "
-                                                      f"{' or '.join(catalog.takers(key))}"))
+                problems += [(f"{name}.{key}", problem) for key in sorted(keys & set(catalog.OPTIMIZER_PARAMS))
+                             if (problem := catalog.misplaced_param(name, key))]
                 if name == "sharpreg":
-                    problems += [(f"sharpreg.{k}", f"required for sharpreg (the paper uses {k}: {d})")
-                                 for k, d in (("lam", 1.5), ("xi", 0.3)) if k not in keys]
+                    preset = catalog.OPTIMIZERS[name].preset
+                    problems += [(f"sharpreg.{k}", f"required for sharpreg (the paper uses {k}: {preset[k]})")
+                                 for k in ("lam", "xi") if k not in keys]
         try:
             v = handler(v)
         except ValidationError as exc:
@@ -218,7 +218,7 @@ class SweepSpec(_Spec):
                 problems.append(("sharpreg", f"1 + lam - xi must stay positive, but lam can be {lam_low} "
                                              f"with xi {xi_high}; raise lam or lower xi"))
         raise_problems(problems)
-        return {name: v[name] for name in OPTIMIZERS if name in v}  # canonical order: reordering YAML keys is no change
+        return {name: v[name] for name in catalog.OPTIMIZERS if name in v}  # canonical order: reordering YAML keys is no change
 
     @field_validator("objectives")
     @classmethod

@@ -18,8 +18,9 @@ from samprivacy.errors import ConfigError
 from samprivacy.files import write_json_atomic
 from samprivacy.spec import ResolvedStorage, SweepSpec, parse_spec
 from samprivacy.report import pareto, plots
+from samprivacy.sweep.space import missing_params
 from samprivacy.sweep.study import (ATTR_COPY_OF, ATTR_DUPLICATE_OF, ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, ATTR_UNITS,
-                                    STOP_REASON, load_study)
+                                    STOP_REASON, bookkeeping_failure, load_study)
 
 SWEEP_FILE = "sweep.json"
 PROGRESS_FILE = "progress.json"  # the running driver's counts (running, pending, ...), rewritten every few seconds
@@ -64,13 +65,16 @@ def open_sweep(name: str, workdir: str | Path | None = None) -> Sweep:
 
 
 def trial_rows(sweep: Sweep) -> list[dict]:
-    """One row per Optuna trial (a proposal): number, state, the Tune trials that measured it (`trial_id` with one
+    """One row per Optuna trial that is a proposal (a trial interrupted before its parameters were chosen is none,
+    see study.INTERRUPTED): number, state, the Tune trials that measured it (`trial_id` with one
     seed), params, objective values (the mean over seeds, with `<objective>_std` when repeats > 1), the proposal
     it duplicates or copies, the failure reason."""
     spec = sweep.spec
     study = load_study(spec.name, sweep.storage.optuna_url)
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.RUNNING, TrialState.FAIL) and missing_params(spec, t.params):
+            continue  # asked, never given its parameters (the driver stopped inside the proposal): no configuration
         units = t.user_attrs.get(ATTR_UNITS, {})
         row = {"number": t.number, "state": t.state.name, "trial_id": t.user_attrs.get(ATTR_TUNE_TRIAL),
                "trial_ids": ([u["trial"] for u in units.values() if u.get("trial")] if units else
@@ -114,7 +118,7 @@ def sweep_status(sweep: Sweep, rows: list[dict] | None = None, live: bool = True
 
 def _stale(row: dict) -> bool:
     """A FAIL that is bookkeeping (the driver stopped before the trial was recorded), not a failed trial."""
-    return row["state"] == "FAIL" and (row["fail_reason"] or "").startswith("stale")
+    return row["state"] == "FAIL" and bookkeeping_failure(row["fail_reason"])
 
 
 def live_progress(sweep: Sweep) -> dict:

@@ -233,7 +233,7 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
                 result.metrics["trial_id"], values)
     for number, seeds in finished_late.items():
         complete_late(study, spec, number, seeds)
-    fail_stale_trials(study)
+    fail_stale_trials(study, spec)
     if stop_reason:
         study.set_user_attr(STOP_REASON, stop_reason)
     rows = trial_rows(sweep)

@@ -22,9 +22,10 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from samprivacy.sweep.progress import watch
-from samprivacy.sweep.space import config_from_params, config_id, directions, make_sampler, suggest_params, unit_seeds
+from samprivacy.sweep.space import (config_from_params, config_id, directions, make_sampler, missing_params,
+                                    suggest_params, unit_seeds)
 from samprivacy.sweep.study import (ATTR_COPY_OF, ATTR_DUPLICATE_OF, ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, ATTR_UNITS,
-                                    STALE, objective_values, optuna_storage, proposal_outcomes, units_attr)
+                                    INTERRUPTED, objective_values, optuna_storage, proposal_outcomes, units_attr)
 from samprivacy.sweep.tracking import TAG_CONFIG, TAG_DUPLICATE_OF, TAG_PROPOSAL, TAG_SEED, TAG_TRIAL, Tracker
 from samprivacy.sweep.trial import SweepContext, trial_config
 from samprivacy.sweep.units import Book, Front, Outcome, Proposal, Unit
@@ -121,14 +122,13 @@ class SweepSearch(Searcher):
             if ATTR_COPY_OF in t.user_attrs or t.state not in (TrialState.COMPLETE, TrialState.FAIL,
                                                                 TrialState.RUNNING):
                 continue
-            seeds = unit_seeds(spec, t.params)
-            try:
-                cid = self._config_id(t.params, seeds)
-            except (KeyError, ValueError):  # asked, but the driver died before its parameters were all set
+            if missing_params(spec, t.params):  # asked, but the driver died before its parameters were all set
                 if t.state == TrialState.RUNNING:  # (an earlier rebuild, e.g. a restored segment's, failed it)
-                    self.study._storage.set_trial_user_attr(t._trial_id, ATTR_FAIL_REASON, STALE)
-                    self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                continue
+                    self.study._storage.set_trial_user_attr(t._trial_id, ATTR_FAIL_REASON, INTERRUPTED)
+                    self.study.tell(t.number, state=TrialState.FAIL)
+                continue  # no configuration: not proposed, not measured, not against the budget
+            seeds = unit_seeds(spec, t.params)
+            cid = self._config_id(t.params, seeds)
             proposal = Proposal(t.number, cid, seeds, duplicate_of=t.user_attrs.get(ATTR_DUPLICATE_OF))
             if t.state == TrialState.RUNNING:
                 running.append((t, proposal))

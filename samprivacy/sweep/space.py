@@ -26,7 +26,7 @@ from samprivacy.errors import ConfigError
 from samprivacy.spec import Param, SweepSpec, TrialConfig, field_kind, parse_trial_config
 
 __all__ = ["SAMPLERS", "ConditionalGridSampler", "config_from_params", "config_id", "directions", "grid_combos",
-           "make_sampler", "param_names", "suggest_params", "suggest_trial_config", "unit_seeds"]
+           "make_sampler", "missing_params", "param_names", "suggest_params", "suggest_trial_config", "unit_seeds"]
 
 
 def directions(spec: SweepSpec) -> list[str]:
@@ -70,6 +70,16 @@ def suggest_params(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
     for name, (field, p) in _searched(spec, optimizer).items():
         params[name] = _suggest(trial, name, field, p)
     return params
+
+
+def missing_params(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
+    """The parameters a trial's define-by-run would have suggested but `params` lacks: not empty for an Optuna
+    trial asked but interrupted before (or while) its parameters were chosen. Such params are no configuration:
+    `config_from_params` would fill the gaps with defaults."""
+    optimizer = params.get("optimizer", next(iter(spec.optimizers)))
+    if optimizer not in spec.optimizers:
+        return ["optimizer"]
+    return [name for name in [*_categorical(spec), *_searched(spec, optimizer)] if name not in params]
 
 
 def config_from_params(spec: SweepSpec, params: dict[str, Any]) -> TrialConfig:

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.retry import ResilientRDBStorage
-from samprivacy.sweep.space import unit_seeds
+from samprivacy.sweep.space import missing_params, unit_seeds
 from samprivacy.sweep.units import Outcome, Proposal
 
 ATTR_TUNE_TRIAL = "tune_trial_id"
@@ -27,6 +27,14 @@ ATTR_DUPLICATE_OF = "duplicate_of"
 ATTR_COPY_OF = "copy_of"
 STOP_REASON = "stop_reason"
 STALE = "stale: the sweep driver stopped before this trial was recorded"
+# A proposal whose driver died between Optuna's ask() and the end of its suggestions: no configuration, so it is
+# no measurement and no failure; it does not count against `trials` and every reader of the study skips it.
+INTERRUPTED = "interrupted before its parameters were chosen: the sweep driver stopped inside the proposal"
+
+
+def bookkeeping_failure(reason: str | None) -> bool:
+    """Whether a FAIL's reason is bookkeeping (stale, or interrupted before its parameters), not a failed trial."""
+    return (reason or "").startswith(("stale", "interrupted before its parameters"))
 
 
 def optuna_storage(url: str) -> optuna.storages.BaseStorage:
@@ -89,11 +97,12 @@ def complete_late(study: optuna.Study, spec: SweepSpec, number: int, late: dict[
     return True
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
+def fail_stale_trials(study: optuna.Study, spec: SweepSpec) -> int:
     """FAIL every RUNNING trial: called once Tune has returned, when no live trial can finish one."""
     storage, failed = study._storage, 0
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(frozen._trial_id, ATTR_FAIL_REASON, STALE)
+        reason = INTERRUPTED if missing_params(spec, frozen.params) else STALE
+        storage.set_trial_user_attr(frozen._trial_id, ATTR_FAIL_REASON, reason)
         storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
         failed += 1
     return failed

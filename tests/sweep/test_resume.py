@@ -245,12 +245,30 @@ SMALL = {"name": "small", "datasets": ["digits"], "seeds": [0, 1], "optimizers":
          "sampler": {"name": "random", "seed": 1}, "checkpoint_interval_s": 0}
 
 
-def trivial_driver(command: str, workdir, log) -> subprocess.Popen:
-    """`runner.run` / `runner.resume` in a fresh driver whose trials train nothing (sweep/trivial.py, 0.5 s epochs)."""
+# In the driver, SIGKILL itself as its `n`th proposal starts choosing parameters: Optuna's ask() has made the
+# trial (RUNNING, no parameters) and define-by-run has not suggested any yet. The window the kill must survive.
+KILL_AFTER_ASK = """
+import os, signal
+from samprivacy.sweep import search
+_suggest, _calls = search.suggest_params, []
+def _suggest_or_die(trial, spec):
+    _calls.append(trial.number)
+    if len(_calls) == {n}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _suggest(trial, spec)
+search.suggest_params = _suggest_or_die
+"""
+
+
+def trivial_driver(command: str, workdir, log, kill_at_ask: int | None = None) -> subprocess.Popen:
+    """`runner.run` / `runner.resume` in a fresh driver whose trials train nothing (sweep/trivial.py, 0.5 s epochs);
+    `kill_at_ask`: the driver kills itself between its nth ask() and that proposal's first suggestion."""
     call = (f"runner.run(parse_spec({SMALL!r}), workdir={str(workdir)!r}, work=TRIVIAL)" if command == "run" else
             f"runner.resume('small', workdir={str(workdir)!r}, work=TRIVIAL)")
     code = ("from samprivacy.spec import parse_spec; from samprivacy.sweep import runner; "
             f"from samprivacy.sweep.trivial import TRIVIAL; {call}")
+    if kill_at_ask is not None:
+        code = KILL_AFTER_ASK.format(n=kill_at_ask) + code
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "SAMPRIVACY_TRIVIAL_EPOCH_S": "0.5"}
     return subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True, stdout=log, stderr=log)
 
@@ -263,8 +281,8 @@ def study_of(workdir, name="small"):
 
 
 def test_a_space_smaller_than_the_budget_trains_each_configuration_once_across_a_kill(tmp_path):
-    """Killed while a duplicate waits for the trial it repeats: after the resume nothing trained twice, and
-    Optuna, MLflow and Tune agree."""
+    """Killed while a duplicate waits for the trial it repeats (wherever the kill lands, between an ask() and its
+    suggestions included): after the resume nothing trained twice, and Optuna, MLflow and Tune agree."""
     workdir, log = tmp_path / "work", open(tmp_path / "run.log", "w")
     driver = trivial_driver("run", workdir, log)
     deadline = time.monotonic() + 240
@@ -275,12 +293,32 @@ def test_a_space_smaller_than_the_budget_trains_each_configuration_once_across_a
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    check_small_sweep(workdir)
 
+
+def test_a_driver_killed_between_ask_and_its_first_suggestion_is_resumed_without_a_trace(tmp_path):
+    """The kill of the test above, made certain: the third proposal (after seeds 1, 1) dies right after ask().
+    Its trial holds no parameters; the resume fails it as interrupted, and nothing else counts it."""
+    workdir, log = tmp_path / "work", open(tmp_path / "run.log", "w")
+    driver = trivial_driver("run", workdir, log, kill_at_ask=3)
+    assert driver.wait(timeout=240) == -signal.SIGKILL, (tmp_path / "run.log").read_text()[-3000:]
+    asked = study_of(workdir)
+    assert len(asked) == 3 and asked[2].state == TrialState.RUNNING and asked[2].params == {}
+    assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    assert check_small_sweep(workdir) == [2]
+
+
+def check_small_sweep(workdir) -> list[int]:
+    """What must hold after the resume, whatever the kill interrupted; returns the interrupted proposals."""
     trials = study_of(workdir)
-    measured = [t for t in trials if "duplicate_of" not in t.user_attrs]
-    duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    # asked but never given parameters (a kill between ask() and suggest): failed with that reason, nothing else
+    interrupted = [t for t in trials if t.user_attrs.get("fail_reason", "").startswith("interrupted before its")]
+    assert all(t.state == TrialState.FAIL and "seed" not in t.params and not t.values for t in interrupted)
+    measured = [t for t in trials if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs]
+    duplicates = [t for t in trials if t.state == TrialState.COMPLETE and "duplicate_of" in t.user_attrs]
+    assert len(measured) + len(duplicates) + len(interrupted) == len(trials)  # nothing else: no failure
     assert sorted(t.params["seed"] for t in measured) == [0, 1] and duplicates  # (seeds 1, 1 came first)
-    assert all(t.state == TrialState.COMPLETE for t in trials)
     by_number = {t.number: t for t in measured}
     for t in duplicates:  # each repeats a measured configuration and carries its objectives
         assert by_number[t.user_attrs["duplicate_of"]].params == t.params
@@ -305,5 +343,7 @@ def test_a_space_smaller_than_the_budget_trains_each_configuration_once_across_a
                              "--json"], capture_output=True, text=True)
     status = json.loads(status.stdout)
     assert (status["complete"], status["failed"]) == (2, 0)
-    assert (status["duplicates"], status["proposals"]) == (len(duplicates), len(trials))
+    assert (status["duplicates"], status["proposals"]) == (len(duplicates), len(measured) + len(duplicates))
     assert "holds 2 distinct configurations and every one is measured" in status["stop_reason"]
+    assert {row["number"] for row in status["front"]} <= {t.number for t in measured}
+    return [t.number for t in interrupted]

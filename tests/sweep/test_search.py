@@ -215,15 +215,21 @@ def test_optuna_hears_of_a_trial_once_tune_has_stored_a_snapshot_recording_it(tm
     assert list(restored.live) == ["t3"] and list(restored.queue) == [] and restored.book.complete == 2
 
 
-def test_a_proposal_asked_but_never_given_its_parameters_is_failed_as_stale(tmp_path):
+@pytest.mark.parametrize("chosen", [{}, {"seed": 1, "optimizer": "sam"}], ids=["after-ask", "mid-suggestions"])
+def test_a_proposal_interrupted_before_its_parameters_were_chosen_is_failed_and_not_counted(tmp_path, chosen):
     first = searcher(tmp_path, "half", seeds=[0, 1], trials=2,
                      optimizers={"sgd": {}, "sam": {"rho": {"low": 0.01, "high": 0.2}}})
-    first.study.ask()  # the driver dies inside the proposal, before define-by-run set its parameters
+    first.study.enqueue_trial({"seed": 1, "optimizer": "sam", "sam.rho": 0.1})
+    asked = first.study.ask()  # the driver dies inside the proposal, before define-by-run set all its parameters
+    for name, value in chosen.items():  # (sam.rho never chosen: its config would silently take a default)
+        assert asked.suggest_categorical(name, {"seed": [0, 1], "optimizer": ["sgd", "sam"]}[name]) == value
     second = SweepSearch(first.ctx, first.optuna_url)
     second._connect()
     trial = second.study.trials[0]
-    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"].startswith("stale")
-    assert second.book.proposals == 0 and second.suggest("t1")["optuna_trial"] == 1
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"].startswith("interrupted before its parameters were chosen")
+    assert (second.book.proposals, second.book.measured, second.book.failed) == (0, 0, 0)
+    assert second.suggest("t1")["optuna_trial"] == 1
     third = SweepSearch(first.ctx, first.optuna_url)  # a resume rebuilds once per restored segment, then again
     third._connect()
     assert third.book.proposals == 1 and third.study.trials[0].state == TrialState.FAIL

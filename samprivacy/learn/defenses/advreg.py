@@ -5,9 +5,12 @@ from a reference set of non-members, maximising its gain
 
     G(h) = E_members[log h(f(x), y)] + E_reference[log(1 - h(f(x'), y'))]
 
-in `adv_steps` inner steps before every classifier step; the classifier minimises its loss plus `adv_alpha` * G
-with h held fixed (the reference term included, as in the paper; Nasr et al.'s code keeps only the member
-term). At alpha = 0 the classifier's gradient is its loss's alone: training is plain training.
+in `adv_steps` inner steps before every classifier step (Adam, lr 1e-3). The classifier then minimises its loss
+plus `adv_alpha` times h's mean membership probability on its own batch, with h held fixed: the member term of
+G, as in the authors' code (Nasr et al.'s and SELENA's `train_privatly`: loss + alpha * (mean h - 0.5)). The
+reference term is left out of the classifier's objective on purpose: its gradient would fit f to the reference
+set's labels, i.e. train on data the trial promises not to train on. At alpha = 0 the classifier's gradient
+is its loss's alone: training is plain training.
 
 The reference set is the part of the validation split that `learn.defenses.reference_split` sets aside (never
 trained on, never an attack set; model selection uses the other part). h follows Nasr et al.'s shape, narrower:
@@ -79,10 +82,9 @@ class AdvReg:
         model.train(was_training)
 
     def penalty(self, model: nn.Module, logits: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """alpha * G(h) with h fixed: the classifier lowers what h can gain from its outputs."""
-        xr, yr = self._reference_batch(len(yb))
+        """alpha * mean h(f(x), y) on the member batch, h fixed: the classifier lowers what h sees in it."""
         self.h.requires_grad_(False)
         try:
-            return self.alpha * gain(self.h, logits.float(), yb, model(xr).float(), yr)
+            return self.alpha * torch.sigmoid(self.h(logits.float(), yb)).mean()
         finally:
             self.h.requires_grad_(True)

@@ -91,6 +91,5 @@ def train_selena(train: Callable, model: nn.Module, dataset, config, *, train_in
             on_epoch(row, lambda: {"soft_labels": soft.clone(), "train": checkpoint()})
 
     result = train(model, dataset, plain, train_index=index, soft_targets=soft, on_epoch=hook, resume=resume)
-    result.config = dict(result.config, defense="selena", selena_k=k, selena_l=l)
     result.defense_metrics = {"trainings": float(k + 1)}
     return result

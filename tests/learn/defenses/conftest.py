@@ -5,14 +5,14 @@ import torch
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.data.splits import make_splits
 from samprivacy.learn.models import build_model
-from samprivacy.learn.train import TrainConfig
+from samprivacy.spec import TrialConfig
 
 from ..conftest import make_blobs
 
 
 def config(**kw):
-    """A small CPU training configuration (the fields train() reads)."""
-    return TrainConfig(**{"epochs": 4, "batch_size": 16, "lr": 0.1, "device": "cpu", **kw})
+    """A small CPU training configuration."""
+    return TrialConfig(**{"epochs": 4, "batch_size": 16, "lr": 0.1, "device": "cpu", **kw})
 
 
 def mlp(dataset, hidden=(16,), seed=0):

@@ -104,5 +104,9 @@ def test_batchnorm_is_refused_with_the_fix(blobs):
 
 
 def test_dp_composes_with_sgd_only(blobs):
-    with pytest.raises(ConfigError, match="optimizer"):
-        train(mlp(blobs), blobs, config(defense="dp", optimizer="sam"))
+    with pytest.raises(ValueError, match="defense 'dp' runs with sgd only"):
+        config(defense="dp", optimizer="sam")
+    # train() checks again what did not come through TrialConfig's validation
+    unchecked = config(defense="dp").model_copy(update={"optimizer": "sam"})
+    with pytest.raises(ConfigError, match="`optimizer` defense 'dp' runs with sgd only"):
+        train(mlp(blobs), blobs, unchecked)
