@@ -171,6 +171,10 @@ TRIAL_METRICS: dict[str, str] = {
     "single_query_acc": "the best single-query attack's accuracy (Table 1)",
     "label_only_acc": "the best label-only attack's accuracy (Table 1)",
 }
+# What a DP trial adds (an objective only where every trial of the sweep is DP: others spend no finite epsilon).
+DP_METRICS: dict[str, str] = {
+    "epsilon": "dp: the epsilon the RDP accountant says the training spent, at delta (default 1 / training-set size)",
+}
 # What a trial with a population adds (besides each population attack's measures, `<attack>_<measure>`).
 POPULATION_METRICS: dict[str, str] = {
     "test_acc_std": "standard deviation of test accuracy over the population's models",
@@ -187,13 +191,15 @@ def attack_measure_metric(attack: str, measure: str) -> str:
 def objective_metrics() -> tuple[str, ...]:
     """Every metric a spec may name as an objective, in a stable order."""
     strong = tuple(attack_measure_metric(a, m) for a in POPULATION_ATTACKS for m in ATTACK_MEASURES)
-    return (*TRIAL_METRICS, *POPULATION_METRICS, *strong)
+    return (*TRIAL_METRICS, *POPULATION_METRICS, *strong, *DP_METRICS)
 
 
 def metric_needs(metric: str) -> tuple[str, ...]:
     """What a trial must run to report `metric`: ("population",), ("attack", name), ("label_only",), ..."""
     if metric in POPULATION_METRICS:
         return ("population",)
+    if metric in DP_METRICS:
+        return ("defense", "dp")
     for attack in POPULATION_ATTACKS:
         if metric.startswith(f"{attack}_") and metric[len(attack) + 1:] in ATTACK_MEASURES:
             return ("attack", attack)
@@ -229,8 +235,8 @@ DEFENSES: dict[str, DefenseEntry] = {
                        "the sharpness-aware step needs its own privacy analysis (DP-SAT), not implemented: use sgd"),
     "advreg": DefenseEntry("AdvReg (Nasr et al. 2018): loss + alpha * the gain of an inference model trained in "
                            "alternating steps on members vs reference non-members", ("adv_alpha", "adv_steps"),
-                           _SHARPNESS_FAMILY, "1 training; each step adds adv_steps inference-model steps and a "
-                                              "reference forward pass"),
+                           _SHARPNESS_FAMILY, "1 training; each step adds adv_steps inference-model steps (two "
+                                              "classifier forward passes each)"),
     "selena": DefenseEntry("SELENA (Tang et al. 2022): Split-AI over K sub-models (each example left out of L), "
                            "then self-distillation; the distilled model is audited", ("selena_k", "selena_l"),
                            _SHARPNESS_FAMILY, "K + 1 trainings (K sub-models on (K - L) / K of the data, one "
@@ -245,6 +251,12 @@ DEFENSE_DEFAULTS: dict[str, float | int] = {"max_grad_norm": 1.0, "noise_multipl
                                             "adv_steps": 1, "selena_k": 25, "selena_l": 10, "memguard_budget": 0.5}
 DEFENSE_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(p for e in DEFENSES.values() for p in e.params))
 SELECTIONS = ("best_val", "last")  # early stopping on the validation split, or the last epoch's weights
+# Defenses that are training options (TrialConfig fields any trial may set), named so a sweep can put them on the
+# front as methods of their own: the fields each sets (None: the spec must give the field).
+TRAINING_DEFENSES: dict[str, dict[str, str | None]] = {
+    "label_smoothing": {"label_smoothing": None},
+    "last_epoch": {"selection": "last"},
+}
 
 
 def defense_of(param: str) -> str:

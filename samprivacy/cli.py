@@ -145,6 +145,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if size is not None and size < spec.n_trials:  # only with a sampler other than grid (grid checks trials)
         out.print(f"[yellow]note:[/] the search space holds {size} distinct configurations: the sweep ends once "
                   f"they are measured, before trials ({spec.n_trials})")
+    from samprivacy.spec.defenses import cost_notes
+
+    for note in cost_notes(spec):
+        out.print(f"[yellow]cost:[/] {note}")
     return 0
 
 
@@ -191,16 +195,35 @@ def _print_sweep_outcome(outcome: dict) -> None:
                   f"in the experiment's description, one click on its expand button)")
 
 
-def _print_front(report: dict, files: bool = True) -> None:
+def front_configuration(params: dict) -> tuple[str, str]:
+    """(method, its settings one per line) of a front row's Optuna params: `method` / `optimizer` named once, a
+    method's own parameters without their `<method>.` prefix, so nothing needs cutting at 80 columns."""
+    method = str(params.get("method", params.get("optimizer", "")))
+    settings = []
+    for key, value in params.items():
+        if key in ("method", "optimizer"):
+            continue
+        name = key.split(".", 1)[1] if key.startswith(f"{method}.") else key
+        settings.append(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}")
+    return method or "-", "\n".join(settings) or "-"
+
+
+def front_table(report: dict) -> Table:
+    """The printed front (run, status, pareto): the Optuna trial number, the configuration in full, the objectives.
+    Tune's trial ids are left to --json and MLflow: three of them per row took an 80-column terminal's width."""
     objectives = list(report["objectives"])
-    table = Table("trial", "tune id", *objectives, "params", title="Pareto front")
+    table = Table("#", "method", "settings", *objectives, title="Pareto front")
+    for column in table.columns:
+        column.overflow = "fold"  # a long name wraps onto the next line, never ends in "..."
     for row in sorted(report["front"], key=lambda r: r["number"]):
-        values = [f"{row[o]:.4f}" + (f" ± {row[o + '_std']:.4f}" if row.get(o + "_std") is not None else "")
+        values = [f"{row[o]:.4f}" + (f"\n± {row[o + '_std']:.4f}" if row.get(o + "_std") is not None else "")
                   for o in objectives]
-        table.add_row(str(row["number"]), ", ".join(row.get("trial_ids") or [str(row["trial_id"])]), *values,
-                      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in row["params"].items()))
-    out.print(table)
+        table.add_row(str(row["number"]), *front_configuration(row["params"]), *values)
+    return table
+
+
+def _print_front(report: dict, files: bool = True) -> None:
+    out.print(front_table(report))
     if report.get("hypervolume") is not None:
         out.print(f"hypervolume {report['hypervolume']:.4f} (reference {report.get('reference')})")
     for kind, path in report.get("files", {}).items() if files else ():
@@ -454,6 +477,10 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "optimizers": {n: {"params": e.params, "summary": e.summary} for n, e in catalog.OPTIMIZERS.items()},
+            "defenses": {**{n: {"params": e.params, "optimizers": e.optimizers, "cost": e.cost, "summary": e.summary}
+                            for n, e in catalog.DEFENSES.items()},
+                         **{n: {"sets": sets, "summary": "a training option as a method of its own"}
+                            for n, sets in catalog.TRAINING_DEFENSES.items()}},
             "datasets": {n: e.summary for n, e in catalog.DATASETS.items()},
             "models": {n: e.summary for n, e in catalog.MODELS.items()},
             "attacks": {n: {"kind": e.kind, "summary": e.summary} for n, e in catalog.ATTACKS.items()},
@@ -461,6 +488,12 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         return 0
     for title, rows in (
             ("optimizers", [(n, ", ".join(e.params) or "-", e.summary) for n, e in catalog.OPTIMIZERS.items()]),
+            ("defenses", [(n, ", ".join(e.params), f"{e.summary}. With: {', '.join(e.optimizers)}. Cost: {e.cost}")
+                          for n, e in catalog.DEFENSES.items()]
+             + [("label_smoothing", "label_smoothing", "label smoothing (any optimizer or defense; as a method: "
+                                                       "defenses.label_smoothing)"),
+                ("last_epoch", "selection", "the last epoch's weights instead of early stopping on the validation "
+                                            "split (as a method: defenses.last_epoch)")]),
             ("attacks", [(n, e.kind, e.summary) for n, e in catalog.ATTACKS.items()]),
             ("datasets", [(n, "", e.summary) for n, e in catalog.DATASETS.items()]),
             ("models", [(n, e.input, e.summary) for n, e in catalog.MODELS.items()])):

@@ -78,5 +78,5 @@ def train_member(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, k:
                               device=result.device, seed=seed).results
         report = {name: r.metrics for name, r in results.items()}
     metrics = {"train_acc": result.train_acc, "val_acc": result.val_acc, "test_acc": result.test_acc,
-               "best_epoch": result.best_epoch, "seconds": time.perf_counter() - start}
+               "best_epoch": result.best_epoch, "seconds": time.perf_counter() - start, **result.defense_metrics}
     return ModelRecord(stats, metrics, report, result.history)

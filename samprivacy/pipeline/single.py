@@ -51,6 +51,8 @@ class TrialResult:
             "single_query_acc": best_sq.metrics.accuracy if best_sq else None,
             "label_only_acc": best_lo.metrics.accuracy if best_lo else None,
             "best_epoch": self.training.best_epoch,
+            "method": self.config.method,
+            **self.training.defense_metrics,  # dp: epsilon (what the accountant spent), delta, noise_multiplier
             "attacks": self.attacks.to_dict(),
             "history": self.training.history,
             "device": self.training.device,

@@ -18,7 +18,7 @@ from samprivacy.errors import ConfigError
 from samprivacy.files import write_json_atomic
 from samprivacy.spec import ResolvedStorage, SweepSpec, parse_spec
 from samprivacy.report import pareto, plots
-from samprivacy.sweep.space import missing_params
+from samprivacy.sweep.space import method_of, missing_params
 from samprivacy.sweep.study import (ATTR_COPY_OF, ATTR_DUPLICATE_OF, ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, ATTR_UNITS,
                                     STOP_REASON, bookkeeping_failure, load_study)
 
@@ -154,7 +154,7 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if len(names) == 2 and rows:
         labels = [f"trial {r['number']} ({r['trial_id'] or ', '.join(r['trial_ids'])})" for r in rows]
-        groups = [r["params"].get("optimizer", next(iter(spec.optimizers))) for r in rows]  # colour by optimizer
+        groups = [method_of(spec, r["params"]) for r in rows]  # colour by method (optimizer or defense)
         kwargs = dict(names=names, mask=mask, labels=labels, groups=groups, title=f"{spec.name}: Pareto front")
         report["files"]["png"] = str(plots.plot_front_png(points, modes, out / "pareto.png", **kwargs))
         report["files"]["html"] = str(plots.plot_front_html(points, modes, out / "pareto.html",
