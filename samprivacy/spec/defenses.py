@@ -78,13 +78,12 @@ def method_fields(name: str, space: DefenseSpace) -> dict[str, Any]:
 def cost_notes(spec) -> list[str]:
     """What each defense of a SweepSpec costs per trial, in trainings (a population multiplies it by its K)."""
     models = spec.population.models if spec.population is not None else 1
-    per = f" per model, {models} models per trial (population)" if models > 1 else " per trial"
+    per = f", for each of the population's {models} models" if models > 1 else ""
     notes = []
     for name, space in spec.defenses.items():
         if name == "selena":
-            k = space.selena_k.extent()[1] if space.selena_k else catalog.DEFENSE_DEFAULTS["selena_k"]
-            total = f": {models * (int(k) + 1)} trainings per trial" if models > 1 else ""
-            notes.append(f"selena trains K + 1 = up to {int(k) + 1} models{per}{total}")
+            k = int(space.selena_k.extent()[1] if space.selena_k else catalog.DEFENSE_DEFAULTS["selena_k"])
+            notes.append(f"selena: K + 1 = {k + 1} trainings{per}: {models * (k + 1)} per trial")
         elif name in catalog.DEFENSES:
-            notes.append(f"{name}: {catalog.DEFENSES[name].cost}{per if models > 1 else ''}")
+            notes.append(f"{name}: {catalog.DEFENSES[name].cost}{per}")
     return notes
