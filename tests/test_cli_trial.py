@@ -26,7 +26,7 @@ def test_trial_writes_every_metric(tmp_path, capsys):
 
     # a spec may name any of these; population metrics come only from trials with a population
     single = [m for m in catalog.objective_metrics() if catalog.metric_needs(m)[:1] not in (("population",),
-                                                                                           ("attack",))]
+                                                                                           ("attack",), ("defense",))]
     assert "test_acc" in single and "lira_auc" not in single
     assert all(isinstance(doc[name], float) for name in single)
     assert {"loss", "confidence", "nn", "label_only", "entropy_classwise"} <= set(doc["attacks"])
@@ -114,3 +114,18 @@ def test_trial_with_a_population_reports_the_strong_attacks(tmp_path, capsys):
 def test_population_and_optimizer_flags_are_checked(argv, message, capsys):
     assert main(["trial", "--epochs", "1", *argv]) == 2
     assert message in " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+
+
+def test_a_dp_trial_from_the_command_line_reports_its_epsilon(tmp_path):
+    path = tmp_path / "dp.json"
+    rc = main(["trial", "--dataset", "digits", "--hidden", "32", "--epochs", "2", "--defense", "dp",
+               "--noise-multiplier", "1.0", "--max-grad-norm", "1.0", "--attacks", "loss", "--json", str(path)])
+    assert rc == 0
+    doc = json.loads(path.read_text())
+    assert doc["method"] == "dp-sgd" and doc["config"]["defense"] == "dp" and doc["epsilon"] > 0
+
+
+def test_a_bad_defense_flag_names_the_field(capsys):
+    assert main(["trial", "--dataset", "digits", "--defense", "selena", "--selena-k", "3", "--selena-l", "3"]) == 2
+    captured = capsys.readouterr()
+    assert "selena_l: must be < selena_k" in captured.err + captured.out
