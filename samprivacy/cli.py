@@ -50,7 +50,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
-        task = progress.add_task(f"{config.optimizer} on {config.dataset}", total=config.epochs * models, status="")
+        task = progress.add_task(f"{config.method} on {config.dataset}", total=config.epochs * models, status="")
 
         def on_epoch(row: dict, _checkpoint) -> None:
             which = f"model {row['model'] + 1}/{models}  " if "model" in row else ""
@@ -69,9 +69,16 @@ def cmd_trial(args: argparse.Namespace) -> int:
 
 def print_trial_summary(summary: dict) -> None:
     cfg, pop = summary["config"], summary.get("population")
-    out.print(f"[bold]{cfg['optimizer']}[/] on [bold]{cfg['dataset']}[/]  seed {cfg['seed']}  "
+    method = summary.get("method", cfg["optimizer"])
+    out.print(f"[bold]{method}[/] on [bold]{cfg['dataset']}[/]  seed {cfg['seed']}  "
               f"best epoch {summary['best_epoch']}  ({summary['seconds']:.1f} s on {summary['device']})"
               + (f"  population of {pop['models']} models, pool {pop['pool']}" if pop else ""))
+    if summary.get("epsilon") is not None:
+        out.print(f"DP: epsilon {summary['epsilon']:.3f} at delta {summary['delta']:.3g} (noise multiplier "
+                  f"{summary['noise_multiplier']:.3f}, Opacus's RDP accountant)")
+    if cfg.get("defense") == "memguard":
+        out.print("MemGuard: every attack saw defended confidence vectors; labels are unchanged, so label-only "
+                  "attacks see the undefended model by design")
     test = f"{summary['test_acc']:.4f}" + (f" ± {summary['test_acc_std']:.4f}" if pop else "")
     out.print(f"train acc {summary['train_acc']:.4f}   val acc {summary['val_acc']:.4f}   "
               f"[bold]test acc {test}[/]   "

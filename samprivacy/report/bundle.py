@@ -1,6 +1,6 @@
 """Every file of a sweep's report, written into one folder from its `SweepResults`:
 
-    pareto.png, pareto.html   the front of configuration means (first two objectives), by method (optimizer or defense), ± std
+    pareto.png, pareto.html   the front of configuration means (first two objectives), by method, ± std
     front.md                  the front as a markdown table with links into the MLflow UI
     table1.{md,csv,tex}       Table 1; table2.{md,csv,tex} when the sweep has an SGD baseline
 """

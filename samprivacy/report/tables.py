@@ -5,8 +5,8 @@
     table2(configs) -> Table   each of those as a percent change of the mean against SGD on the same dataset
     render(table, "md" | "csv" | "latex") -> str
 
-One row per configuration (dataset, method (an optimizer or a defense) and the hyperparameters that differ between rows); a sweep at the
-paper's fixed hyperparameters has one per dataset and optimizer, as in the paper. Table 2's baseline on a
+One row per configuration (dataset, method: an optimizer or a defense, and the hyperparameters that differ between
+rows); a sweep at the paper's fixed hyperparameters has one per dataset and method, as in the paper. Table 2's baseline on a
 dataset is its SGD configuration with the highest mean test accuracy (the paper's tuned SGD).
 """
 

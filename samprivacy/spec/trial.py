@@ -160,13 +160,15 @@ class TrialConfig(_Frozen):
     selection: Literal["best_val", "last"] = Field("best_val", description=(
         "which epoch's weights a trial keeps: best_val (early stopping on the validation split) or last"))
     defense: str | None = Field(None, description=" | ".join(catalog.DEFENSES) + "; None = no defense")
-    max_grad_norm: float | None = Field(None, gt=0.0, description=f"dp: per-sample clipping norm C; {_default('max_grad_norm')}")
+    max_grad_norm: float | None = Field(None, gt=0.0, description=(
+        f"dp: per-sample clipping norm C; {_default('max_grad_norm')}"))
     noise_multiplier: float | None = Field(None, ge=0.0, description=(
         f"dp: noise std / C; None = from target_epsilon if given, else {catalog.DEFENSE_DEFAULTS['noise_multiplier']}"))
     target_epsilon: float | None = Field(None, gt=0.0, description=(
         "dp: the epsilon to spend in `epochs` (Opacus picks the noise); instead of noise_multiplier"))
     target_delta: float | None = Field(None, gt=0.0, lt=1.0, description="dp: delta; None = 1 / training-set size")
-    adv_alpha: float | None = Field(None, ge=0.0, description=f"advreg: weight α of the inference gain; {_default('adv_alpha')}")
+    adv_alpha: float | None = Field(None, ge=0.0, description=(
+        f"advreg: weight α of the inference model's membership probability in the loss; {_default('adv_alpha')}"))
     adv_steps: int | None = Field(None, ge=1, description=(
         f"advreg: inference-model steps per classifier step; {_default('adv_steps')}"))
     selena_k: int | None = Field(None, ge=2, le=256, description=f"selena: K sub-models; {_default('selena_k')}")

@@ -99,7 +99,8 @@ class DPTraining:
             max_grad_norm=max_grad_norm, poisson_sampling=True, noise_generator=noise, wrap_model=False)
         return cls(engine, hooks, optimizer, loader, delta, sigma, sample_rate)
 
-    def epoch(self, model: nn.Module, amp: bool, label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def epoch(self, model: nn.Module, amp: bool,
+              label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One pass of Poisson-sampled batches: (sum of losses, correct count, examples seen)."""
         loss_sum, correct, seen = 0.0, 0, 0
         for xb, yb in self.loader:
