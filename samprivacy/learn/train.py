@@ -258,8 +258,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
         model.train()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         if private is not None:  # DP: Opacus's Poisson batches, clipping and noise
-            torch.manual_seed(config.seed * 100_003 + epoch)  # Opacus samples from the global generator
-            loss_sum, correct, seen = private.epoch(model, amp, config.label_smoothing)
+            loss_sum, correct, seen = private.epoch(model, amp, config.seed * 100_003 + epoch, config.label_smoothing)
         else:
             loss_sum, correct = train_epoch(model, optimizer, x_train, y_train, batch_size=config.batch_size,
                                             generator=generator, amp=amp, augment=augment,

@@ -73,9 +73,10 @@ class DPTraining:
     """Opacus's private model, optimizer and Poisson data loader around one training set."""
 
     def __init__(self, engine: PrivacyEngine, hooks, optimizer, loader: DataLoader, delta: float,
-                 noise_multiplier: float, sample_rate: float):
+                 noise_multiplier: float, sample_rate: float, generators: tuple[torch.Generator, torch.Generator]):
         self.engine, self.hooks, self.optimizer, self.loader = engine, hooks, optimizer, loader
         self.delta, self.noise_multiplier, self.sample_rate = delta, noise_multiplier, sample_rate
+        self.generators = generators  # (Poisson sampling, noise), reseeded every epoch
 
     @classmethod
     def attach(cls, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, *,
@@ -84,8 +85,8 @@ class DPTraining:
         check_model(model)
         n = len(x)
         delta = resolve_delta(delta, n)
-        loader = DataLoader(TensorDataset(x, y), batch_size=min(batch_size, n),
-                            generator=torch.Generator().manual_seed(seed))
+        sampling = torch.Generator().manual_seed(seed)
+        loader = DataLoader(TensorDataset(x, y), batch_size=min(batch_size, n), generator=sampling)
         sample_rate = 1 / len(loader)  # what make_private gives the accountant
         sigma = resolve_noise(noise_multiplier=noise_multiplier, target_epsilon=target_epsilon, delta=delta,
                               sample_rate=sample_rate, epochs=epochs)
@@ -97,11 +98,14 @@ class DPTraining:
         hooks, optimizer, loader = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=sigma,
             max_grad_norm=max_grad_norm, poisson_sampling=True, noise_generator=noise, wrap_model=False)
-        return cls(engine, hooks, optimizer, loader, delta, sigma, sample_rate)
+        return cls(engine, hooks, optimizer, loader, delta, sigma, sample_rate, (sampling, noise))
 
-    def epoch(self, model: nn.Module, amp: bool,
+    def epoch(self, model: nn.Module, amp: bool, seed: int,
               label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """One pass of Poisson-sampled batches: (sum of losses, correct count, examples seen)."""
+        """One pass of Poisson-sampled batches: (sum of losses, correct count, examples seen). Sampling and noise
+        are drawn from `seed`, so an epoch resumed from a checkpoint draws what it drew the first time."""
+        for offset, generator in enumerate(self.generators):
+            generator.manual_seed(seed + offset)
         loss_sum, correct, seen = 0.0, 0, 0
         for xb, yb in self.loader:
             self.optimizer.zero_grad(set_to_none=True)

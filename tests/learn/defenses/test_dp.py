@@ -110,3 +110,18 @@ def test_dp_composes_with_sgd_only(blobs):
     unchecked = config(defense="dp").model_copy(update={"optimizer": "sam"})
     with pytest.raises(ConfigError, match="`optimizer` defense 'dp' runs with sgd only"):
         train(mlp(blobs), blobs, unchecked)
+
+
+def test_a_dp_run_resumed_from_an_epoch_checkpoint_matches_an_uninterrupted_one(blobs):
+    saved = {}
+
+    def on_epoch(row, checkpoint):
+        if row["epoch"] == 2:
+            saved.update(checkpoint())
+
+    cfg = config(defense="dp", noise_multiplier=1.0, epochs=4, selection="last")
+    full = train(mlp(blobs), blobs, cfg, on_epoch=on_epoch)
+    resumed = train(mlp(blobs), blobs, cfg, resume=saved)
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b)
+    assert resumed.defense_metrics["epsilon"] == full.defense_metrics["epsilon"]  # the accountant resumed too
