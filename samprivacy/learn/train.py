@@ -239,12 +239,15 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
             swa_model.load_state_dict(resume["swa_model"])
         if private is not None:
             private.load_state(resume["private"])
+        if regularizer is not None:
+            regularizer.load_state(resume["regularizer"])
         state.update({k: resume[k] for k in state})
 
     def checkpoint() -> dict:
         # A snapshot, not live references: training goes on mutating the tensors after this returns.
         extra = {"swa_model": swa_model.state_dict()} if swa_model is not None else {}
         extra |= {"private": private.state()} if private is not None else {}
+        extra |= {"regularizer": regularizer.state()} if regularizer is not None else {}
         return copy.deepcopy(dict(state, model=model.state_dict(), optimizer=optimizer.state_dict(),
                                   scheduler=scheduler.state_dict(), **extra))
 

@@ -62,6 +62,16 @@ class AdvReg:
         self.optimizer = torch.optim.Adam(self.h.parameters(), lr=INFERENCE_LR)
         self.generator = torch.Generator().manual_seed(seed + 7919)
 
+    def state(self) -> dict:
+        """h, its optimizer and the reference stream: what a resumed trial needs to go on as if never stopped."""
+        return {"h": self.h.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_state(self, state: dict) -> None:
+        self.h.load_state_dict(state["h"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+
     def _reference_batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         pick = torch.randint(len(self.x_ref), (size,), generator=self.generator).to(self.x_ref.device)
         return self.x_ref[pick], self.y_ref[pick]

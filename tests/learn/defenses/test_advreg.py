@@ -35,3 +35,17 @@ def test_a_larger_alpha_narrows_the_member_nonmember_loss_gap():
                                                                   **kw)).model, data) for alpha in (0.0, 3.0)]
     assert gaps[0] > 1.0  # plain training memorises: members' loss far below non-members' (measured: 2.5)
     assert gaps[1] < 0.75 * gaps[0], gaps  # measured: 1.2
+
+
+def test_an_advreg_run_resumed_from_a_checkpoint_matches_an_uninterrupted_one(blobs):
+    saved = {}
+
+    def on_epoch(row, checkpoint):
+        if row["epoch"] == 2:
+            saved.update(checkpoint())
+
+    cfg = config(defense="advreg", adv_alpha=2.0, adv_steps=2, epochs=4, selection="last")
+    full = train(mlp(blobs), blobs, cfg, on_epoch=on_epoch)
+    resumed = train(mlp(blobs), blobs, cfg, resume=saved)
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b)
