@@ -118,7 +118,9 @@ def group_configs(trials: Sequence[TrialRecord]) -> list[ConfigResult]:
 
 
 # What the method's name already says (catalog.method_name), never repeated beside it.
-METHOD_PARAMS = ("optimizer", "method", "defense", "label_smoothing", "selection")
+METHOD_PARAMS = ("optimizer", "method", "defense", "selection")
+# Settings whose value here means "off": a row shows them only when on (label_smoothing=0.3, not =0 everywhere).
+OFF_VALUES = {"label_smoothing": 0.0}
 
 
 def varying_params(configs: Sequence[ConfigResult], exclude: Sequence[str] = ("dataset", *METHOD_PARAMS)) -> list[str]:
@@ -134,6 +136,8 @@ def describe(config: ConfigResult, keys: Sequence[str]) -> str:
         if key in config.params:
             value = config.params[key]
             try:
+                if float(value) == OFF_VALUES.get(key):
+                    continue
                 value = f"{float(value):.4g}"
             except ValueError:
                 pass
