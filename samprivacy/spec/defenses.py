@@ -22,7 +22,6 @@ from samprivacy.spec.errors import Problem, did_you_mean
 from samprivacy.spec.params import DefenseSpace
 
 DEFENSE_NAMES = (*catalog.DEFENSES, *catalog.TRAINING_DEFENSES)
-TRAINING_OPTIONS = ("label_smoothing", "selection")  # any defense may also set these
 
 
 def raw_problems(name: str, keys: dict) -> list[Problem]:

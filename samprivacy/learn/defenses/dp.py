@@ -14,7 +14,6 @@ need its own privacy analysis (DP-SAT, Park et al. 2023, reuses the previous noi
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -140,11 +139,3 @@ class DPTraining:
     def detach(self) -> None:
         self.hooks.cleanup()
 
-
-def epsilon_for(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
-    """Opacus's RDP accountant for (sigma, q, steps), the number a trial's epsilon must equal."""
-    from opacus.accountants import RDPAccountant
-
-    accountant = RDPAccountant()
-    accountant.history = [(noise_multiplier, sample_rate, steps)]
-    return float(accountant.get_epsilon(delta=delta)) if math.isfinite(noise_multiplier) else 0.0
