@@ -24,13 +24,13 @@ from samprivacy.spec.params import DefenseSpace
 DEFENSE_NAMES = (*catalog.DEFENSES, *catalog.TRAINING_DEFENSES)
 
 
-def raw_problems(name: str, keys: dict) -> list[Problem]:
+def raw_problems(name: str, raw: Any) -> list[Problem]:
     """Problems visible on the raw mapping of one defense: an unknown name, a parameter that is not its own."""
     if name not in DEFENSE_NAMES:
         return [(str(name), f"unknown defense; {did_you_mean(name, DEFENSE_NAMES)}use one of "
                             f"{', '.join(DEFENSE_NAMES)}")]
-    keys = {k for k, x in keys.items() if x is not None} if isinstance(keys, dict) else set()
-    out = []
+    keys = {k for k, x in raw.items() if x is not None} if isinstance(raw, dict) else set()
+    out: list[Problem] = []
     own = catalog.DEFENSES[name].params if name in catalog.DEFENSES else ()
     for key in sorted(keys & set(catalog.DEFENSE_PARAMS) - set(own)):
         out.append((f"{name}.{key}", f"{name} takes no {key}; move it under defense {catalog.defense_of(key)}"))
@@ -74,7 +74,7 @@ def method_fields(name: str, space: DefenseSpace) -> dict[str, Any]:
     return fields
 
 
-def cost_notes(spec) -> list[str]:
+def cost_notes(spec: Any) -> list[str]:
     """What each defense of a SweepSpec costs per trial, in trainings (a population multiplies it by its K)."""
     models = spec.population.models if spec.population is not None else 1
     per = f", for each of the population's {models} models" if models > 1 else ""

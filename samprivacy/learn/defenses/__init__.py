@@ -13,6 +13,7 @@ from the validation split, and model selection uses the rest of it.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -33,31 +34,31 @@ def reference_split(val: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
     return np.sort(val[order[:cut]]), np.sort(val[order[cut:]])
 
 
-def uses_reference(config) -> bool:
+def uses_reference(config: Any) -> bool:
     return config.defense in ("advreg", "memguard")
 
 
-def split_validation(config, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def split_validation(config: Any, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(reference, selection) rows: the defense's non-members (none unless it needs them) and model selection's."""
     if uses_reference(config):
         return reference_split(val, config.seed)
     return np.empty(0, np.int64), np.asarray(val)
 
 
-def option(config, name: str):
+def option(config: Any, name: str) -> Any:
     """A defense parameter as given, or its catalog default (catalog.DEFENSE_DEFAULTS)."""
     value = getattr(config, name)
     return catalog.DEFENSE_DEFAULTS[name] if value is None else value
 
 
-def replace(config, **changes):
+def replace(config: Any, **changes: Any) -> Any:
     """The configuration with `changes`: a pydantic model (spec.TrialConfig) or a dataclass."""
     if hasattr(config, "model_copy"):
         return config.model_copy(update=changes)
     return dataclasses.replace(config, **changes)
 
 
-def check(config) -> None:
+def check(config: Any) -> None:
     """One ConfigError naming the field, the value and the fix (catalog.defense_problems: the same check the
     spec runs), for a configuration that did not come through spec.TrialConfig."""
     if config.defense is not None and config.defense not in catalog.DEFENSES:

@@ -30,7 +30,7 @@ INFERENCE_LR = 1e-3  # Adam, as Nasr et al.'s code
 class InferenceModel(nn.Module):
     """h(f(x), y): the logit of 'member' from the classifier's probabilities and the label."""
 
-    def __init__(self, num_classes: int, width: int = 64):
+    def __init__(self, num_classes: int, width: int = 64) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.probs = nn.Sequential(nn.Linear(num_classes, 4 * width), nn.ReLU(), nn.Linear(4 * width, width), nn.ReLU())
@@ -42,7 +42,8 @@ class InferenceModel(nn.Module):
         return self.head(torch.cat([self.probs(torch.softmax(logits.float(), 1)), self.label(onehot)], 1)).squeeze(1)
 
 
-def gain(h: InferenceModel, member_logits, member_y, reference_logits, reference_y) -> torch.Tensor:
+def gain(h: InferenceModel, member_logits: torch.Tensor, member_y: torch.Tensor, reference_logits: torch.Tensor,
+         reference_y: torch.Tensor) -> torch.Tensor:
     """G(h): mean log h on members plus mean log(1 - h) on the reference (log-sigmoid of h's logit)."""
     return F.logsigmoid(h(member_logits, member_y)).mean() + F.logsigmoid(-h(reference_logits, reference_y)).mean()
 
@@ -51,7 +52,7 @@ class AdvReg:
     """The training loop's hook: `before_step` trains h, `penalty` is what the classifier adds to its loss."""
 
     def __init__(self, num_classes: int, x_reference: torch.Tensor, y_reference: torch.Tensor, *, alpha: float,
-                 steps: int, seed: int):
+                 steps: int, seed: int) -> None:
         self.alpha, self.steps = alpha, steps
         self.x_ref, self.y_ref = x_reference, y_reference
         # h's initial weights and reference batches come from streams of their own: the classifier's training

@@ -15,6 +15,7 @@ need its own privacy analysis (DP-SAT, Park et al. 2023, reuses the previous noi
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ def check_model(model: nn.Module) -> None:
         raise ConfigError(f"`defense` 'dp' cannot train this model ({', '.join(kinds)}: {errors[0]}); {fix}")
 
 
-def noise_option(config) -> float | None:
+def noise_option(config: Any) -> float | None:
     """sigma as given; None when a target epsilon decides it; the catalog default when neither is given."""
     if config.noise_multiplier is None and config.target_epsilon is None:
         from samprivacy import catalog
@@ -71,8 +72,9 @@ def resolve_noise(*, noise_multiplier: float | None, target_epsilon: float | Non
 class DPTraining:
     """Opacus's private model, optimizer and Poisson data loader around one training set."""
 
-    def __init__(self, engine: PrivacyEngine, hooks, optimizer, loader: DataLoader, delta: float,
-                 noise_multiplier: float, sample_rate: float, generators: tuple[torch.Generator, torch.Generator]):
+    def __init__(self, engine: PrivacyEngine, hooks: Any, optimizer: Any, loader: DataLoader, delta: float,
+                 noise_multiplier: float, sample_rate: float,
+                 generators: tuple[torch.Generator, torch.Generator]) -> None:
         self.engine, self.hooks, self.optimizer, self.loader = engine, hooks, optimizer, loader
         self.delta, self.noise_multiplier, self.sample_rate = delta, noise_multiplier, sample_rate
         self.generators = generators  # (Poisson sampling, noise), reseeded every epoch

@@ -31,7 +31,7 @@ LABEL_MARGIN = 1e-3  # the predicted logit stays this far above the others durin
 class Surrogate(nn.Module):
     """g: the defender's membership classifier on the sorted confidence vector (logit of 'member')."""
 
-    def __init__(self, num_classes: int, width: int = 64):
+    def __init__(self, num_classes: int, width: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(num_classes, width), nn.ReLU(), nn.Linear(width, width // 2), nn.ReLU(),
                                  nn.Linear(width // 2, 1))
@@ -97,7 +97,7 @@ def defend(logits: torch.Tensor, g: Surrogate, budget: float) -> torch.Tensor:
 class MemGuard(nn.Module):
     """The model behind MemGuard: forward returns log(s + r), so softmax of the output is the defended vector."""
 
-    def __init__(self, model: nn.Module, surrogate: Surrogate, budget: float):
+    def __init__(self, model: nn.Module, surrogate: Surrogate, budget: float) -> None:
         super().__init__()
         self.model, self.surrogate, self.budget = model, surrogate, budget
 

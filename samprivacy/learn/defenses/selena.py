@@ -14,13 +14,14 @@ Cost: K + 1 trainings of config.epochs each, the sub-models on (K - L) / K of th
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from samprivacy.errors import ConfigError
+from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.defenses import option, replace
 
 
@@ -46,12 +47,11 @@ def split_ai(submodels: list[nn.Module], x: torch.Tensor, trained: np.ndarray, b
     """(n, C) Split-AI's answers on training examples x: for row i the mean softmax of the sub-models j with
     trained[i, j] False only (a sub-model that trained on i contributes exactly nothing)."""
     answering = torch.as_tensor(~trained, dtype=torch.float32, device=x.device)  # (n, K)
-    total = None
+    total = torch.zeros(())
     for j, sub in enumerate(submodels):
         sub.eval()
         probs = torch.cat([torch.softmax(sub(x[i:i + batch_size]).float(), 1) for i in range(0, len(x), batch_size)])
-        term = probs * answering[:, j:j + 1]
-        total = term if total is None else total + term
+        total = total + probs * answering[:, j:j + 1]
     return total / answering.sum(1, keepdim=True)
 
 
@@ -61,12 +61,15 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for m in sub.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
     return sub
 
 
-def train_selena(train: Callable, model: nn.Module, dataset, config, *, train_index, on_epoch=None, resume=None):
+def train_selena(train: Callable[..., Any], model: nn.Module, dataset: Dataset, config: Any, *,
+                 train_index: np.ndarray | None, on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
+                 resume: dict | None = None) -> Any:
     """SELENA with the training loop `train` (learn.train.train): K sub-models, Split-AI's soft labels, and the
     distilled `model`. A checkpoint carries the soft labels, so a resumed trial distils on without the K again."""
     index = np.asarray(dataset.splits.train if train_index is None else train_index)
