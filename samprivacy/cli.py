@@ -202,10 +202,15 @@ def _print_sweep_outcome(outcome: dict) -> None:
                   f"in the experiment's description, one click on its expand button)")
 
 
-def front_configuration(params: dict) -> tuple[str, str]:
-    """(method, its settings one per line) of a front row's Optuna params: `method` / `optimizer` named once, a
-    method's own parameters without their `<method>.` prefix, so nothing needs cutting at 80 columns."""
-    method = str(params.get("method", params.get("optimizer", "")))
+def front_configuration(row: dict) -> tuple[str, str]:
+    """(method, its settings one per line) of a front row: its `configuration` (sweep.space.configuration: fixed
+    settings included) or else its Optuna params, `method` / `optimizer` named once and a method's own parameters
+    without their `<method>.` prefix, so nothing needs cutting at 80 columns."""
+    if "configuration" in row:
+        method, params = row["configuration"]["method"], row["configuration"]["settings"]
+    else:
+        params = row["params"]
+        method = str(params.get("method", params.get("optimizer", "")))
     settings = []
     for key, value in params.items():
         if key in ("method", "optimizer"):
@@ -225,7 +230,7 @@ def front_table(report: dict) -> Table:
     for row in sorted(report["front"], key=lambda r: r["number"]):
         values = [f"{row[o]:.4f}" + (f"\n± {row[o + '_std']:.4f}" if row.get(o + "_std") is not None else "")
                   for o in objectives]
-        table.add_row(str(row["number"]), *front_configuration(row["params"]), *values)
+        table.add_row(str(row["number"]), *front_configuration(row), *values)
     return table
 
 

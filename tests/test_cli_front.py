@@ -25,3 +25,19 @@ def test_the_front_fits_80_columns_and_names_every_configuration_in_full():
                    "max_grad_norm=1", "label_smoothing=0.3", "0.8123", "± 0.0101", "0.5512"):
         assert needed in text, needed
     assert "a1b2c3d4" not in text  # Tune's ids: --json and MLflow
+
+
+def test_a_front_row_names_the_settings_the_spec_fixes_too():
+    from samprivacy.spec import load_spec
+    from samprivacy.sweep.space import configuration
+
+    spec = load_spec("sweeps/defenses-longtail.yaml")
+    rows = [{"number": n, "test_acc": 0.9, "attack_acc": 0.55, "params": {"method": m},
+             "configuration": configuration(spec, {"method": m})} for n, m in enumerate(("dp", "selena", "sharpreg"))]
+    assert rows[0]["configuration"] == {"method": "dp-sgd",
+                                        "settings": {"max_grad_norm": 1.0, "noise_multiplier": 1.0}}
+    console = Console(width=80, record=True, color_system=None)
+    console.print(front_table({"objectives": {"test_acc": "max", "attack_acc": "min"}, "front": rows}))
+    text = console.export_text()
+    for needed in ("dp-sgd", "noise_multiplier=1", "selena_k=4", "selena_l=2", "lam=1.5", "xi=0.3"):
+        assert needed in text, needed

@@ -28,7 +28,7 @@ from samprivacy.errors import ConfigError
 from samprivacy.spec import Param, SweepSpec, TrialConfig, field_kind, parse_trial_config
 
 __all__ = ["SAMPLERS", "ConditionalGridSampler", "config_from_params", "config_id", "directions", "grid_combos",
-           "make_sampler", "method_key", "method_of", "missing_params", "param_names", "suggest_params",
+           "configuration", "make_sampler", "method_key", "method_of", "missing_params", "param_names", "suggest_params",
            "suggest_trial_config", "unit_seeds"]
 
 
@@ -108,6 +108,17 @@ def config_from_params(spec: SweepSpec, params: dict[str, Any]) -> TrialConfig:
     for field, p in spec.method_space(method).params().items():
         fields[field] = p.fixed if p.is_fixed else params[f"{method}.{field}"]
     return parse_trial_config(fields)
+
+
+def configuration(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """What the printed front names a proposal by: its method (catalog.method_name: 'dp-sgd', 'selena+sharpreg')
+    and every setting of that method plus the searched training ones, fixed values included (a front row whose
+    parameters the spec fixes still says what they are)."""
+    method = method_of(spec, params)
+    config = config_from_params(spec, params)
+    fields = [*spec.method_space(method).params(), *(f for f, p in spec.train.params().items() if not p.is_fixed)]
+    fields += [key for key in ("dataset", "seed") if key in params]
+    return {"method": config.method, "settings": {f: getattr(config, f) for f in dict.fromkeys(fields)}}
 
 
 def unit_seeds(spec: SweepSpec, params: dict[str, Any]) -> tuple[int, ...]:
