@@ -27,7 +27,9 @@ from typing import Literal
 class OptimizerEntry:
     summary: str
     params: tuple[str, ...]  # the hyperparameters a user may set for this optimizer (TrialConfig fields)
-    preset: dict[str, float | bool]  # lam, xi, rho (default), adaptive (ASAM), eta; averaged (SWA)
+    # lam, xi, rho (default), adaptive (ASAM), eta; SWA: averaged, swa_start and swa_lr_scale (of the base lr),
+    # the defaults of TrialConfig's swa_start and swa_lr
+    preset: dict[str, float | bool]
     passes: int  # forward/backward passes per step
 
 
@@ -41,26 +43,27 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sharpreg": OptimizerEntry("SharpReg (the paper): sharper minima (lam > 0), xi keeps the loss off zero",
                                ("rho", "lam", "xi"), dict(lam=1.5, xi=0.3, rho=0.01, adaptive=False), 2),
     "swa": OptimizerEntry("SWA (Izmailov et al.): SGD whose weights are averaged over the last epochs",
-                          ("swa_start", "swa_lr"), dict(lam=0.0, xi=0.0, rho=0.0, adaptive=False, averaged=True), 1),
+                          ("swa_start", "swa_lr"), dict(lam=0.0, xi=0.0, rho=0.0, adaptive=False, averaged=True, swa_start=0.75,
+                               swa_lr_scale=0.5), 1),
 }
 
-# Every optimizer hyperparameter (a TrialConfig field of the same name) and what it means.
-OPTIMIZER_PARAMS: dict[str, str] = {
-    "rho": "neighbourhood radius rho (sam, asam, sharpreg; default: the preset's)",
-    "lam": "sharpness weight lambda > 0 (sharpreg; the paper: 1.5)",
-    "xi": "anti-overfitting weight xi >= 0 (sharpreg; the paper: 0.3)",
-    "swa_start": "swa: fraction of the epochs after which weights are averaged (default 0.75)",
-    "swa_lr": "swa: constant learning rate while averaging (default: half the base lr)",
-}
-
-
-def optimizer_params(name: str) -> tuple[str, ...]:
-    return OPTIMIZERS[name].params
+# Every optimizer hyperparameter, in a stable order: each is a TrialConfig field of the same name (described there).
+OPTIMIZER_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(p for entry in OPTIMIZERS.values() for p in entry.params))
 
 
 def takers(param: str) -> list[str]:
     """The optimizers that take hyperparameter `param`."""
     return [name for name, entry in OPTIMIZERS.items() if param in entry.params]
+
+
+def misplaced_param(optimizer: str, param: str) -> str | None:
+    """The one check of which optimizer takes which hyperparameter: None when `optimizer` takes `param`, else
+    the message that says so and what to do."""
+    if param in OPTIMIZERS[optimizer].params:
+        return None
+    names = takers(param)
+    either = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"`{param}` applies only to {either}, not {optimizer!r}; remove it, or use it with {' or '.join(names)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -169,6 +172,10 @@ TRIAL_METRICS: dict[str, str] = {
     "single_query_acc": "the best single-query attack's accuracy (Table 1)",
     "label_only_acc": "the best label-only attack's accuracy (Table 1)",
 }
+# What a DP trial adds (an objective only where every trial of the sweep is DP: others spend no finite epsilon).
+DP_METRICS: dict[str, str] = {
+    "epsilon": "dp: the epsilon the RDP accountant says the training spent, at delta (default 1 / training-set size)",
+}
 # What a trial with a population adds (besides each population attack's measures, `<attack>_<measure>`).
 POPULATION_METRICS: dict[str, str] = {
     "test_acc_std": "standard deviation of test accuracy over the population's models",
@@ -191,7 +198,7 @@ def objective_metrics() -> tuple[str, ...]:
     """Every metric a spec may name as an objective, in a stable order."""
     strong = tuple(attack_measure_metric(a, m) + view for a in POPULATION_ATTACKS for m in ATTACK_MEASURES
                    for view in ("", PER_TARGET))
-    return (*TRIAL_METRICS, *POPULATION_METRICS, *strong)
+    return (*TRIAL_METRICS, *POPULATION_METRICS, *strong, *DP_METRICS)
 
 
 def metric_fpr(metric: str) -> float | None:
@@ -206,6 +213,8 @@ def metric_needs(metric: str) -> tuple[str, ...]:
     """What a trial must run to report `metric`: ("population",), ("attack", name), ("label_only",), ..."""
     if metric in POPULATION_METRICS:
         return ("population",)
+    if metric in DP_METRICS:
+        return ("defense", "dp")
     for attack in POPULATION_ATTACKS:
         if metric.startswith(f"{attack}_") and metric[len(attack) + 1:].removesuffix(PER_TARGET) in ATTACK_MEASURES:
             return ("attack", attack)
@@ -217,3 +226,93 @@ def metric_needs(metric: str) -> tuple[str, ...]:
 
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
+
+# ---------------------------------------------------------------------------------------------------------------
+# Defenses: the standard membership defenses a front puts beside the optimizers (learn/defenses, docs/defenses.md).
+# A trial has at most one; label smoothing and the choice of epoch are training options any trial may set.
+
+
+@dataclass(frozen=True)
+class DefenseEntry:
+    summary: str
+    params: tuple[str, ...]  # its TrialConfig fields
+    optimizers: tuple[str, ...]  # the optimizers it composes with
+    cost: str  # trainings per trial (per population model)
+    composes: str = ""  # why the optimizers are what they are
+
+
+_SHARPNESS_FAMILY = ("sgd", "sam", "asam", "sharpreg")
+DEFENSES: dict[str, DefenseEntry] = {
+    "dp": DefenseEntry("DP-SGD (Abadi et al. 2016) through Opacus: Poisson batches, per-sample clipping, Gaussian "
+                       "noise; reports the epsilon it spent (RDP accountant)",
+                       ("max_grad_norm", "noise_multiplier", "target_epsilon", "target_delta"), ("sgd",),
+                       "1 training; per-sample gradients cost a few SGD steps each",
+                       "the sharpness-aware step needs its own privacy analysis (DP-SAT), not implemented: use sgd"),
+    "advreg": DefenseEntry("AdvReg (Nasr et al. 2018): loss + alpha * the gain of an inference model trained in "
+                           "alternating steps on members vs reference non-members", ("adv_alpha", "adv_steps"),
+                           _SHARPNESS_FAMILY, "1 training; each step adds adv_steps inference-model steps (two "
+                                              "classifier forward passes each)"),
+    "selena": DefenseEntry("SELENA (Tang et al. 2022): Split-AI over K sub-models (each example left out of L), "
+                           "then self-distillation; the distilled model is audited", ("selena_k", "selena_l"),
+                           _SHARPNESS_FAMILY, "K + 1 trainings (K sub-models on (K - L) / K of the data, one "
+                                              "distillation)"),
+    "memguard": DefenseEntry("MemGuard (Jia et al. 2019): noise on the confidence vector that drives a surrogate "
+                             "attack to 0.5 within an L1 budget, label unchanged; label-only attacks unaffected",
+                             ("memguard_budget",), (*_SHARPNESS_FAMILY, "swa"),
+                             "1 training + a surrogate attack; every query runs a 40-step noise search"),
+}
+# Defaults of the defense parameters (TrialConfig's None): the papers' where they give one for small data.
+DEFENSE_DEFAULTS: dict[str, float | int] = {"max_grad_norm": 1.0, "noise_multiplier": 1.0, "adv_alpha": 1.0,
+                                            "adv_steps": 1, "selena_k": 25, "selena_l": 10, "memguard_budget": 0.5}
+DEFENSE_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(p for e in DEFENSES.values() for p in e.params))
+SELECTIONS = ("best_val", "last")  # early stopping on the validation split, or the last epoch's weights
+# Defenses that are training options (TrialConfig fields any trial may set), named so a sweep can put them on the
+# front as methods of their own: the fields each sets (None: the spec must give the field).
+TRAINING_DEFENSES: dict[str, dict[str, str | None]] = {
+    "label_smoothing": {"label_smoothing": None},
+    "last_epoch": {"selection": "last"},
+}
+
+
+def defense_of(param: str) -> str:
+    return next(name for name, entry in DEFENSES.items() if param in entry.params)
+
+
+def defense_problems(defense: str | None, optimizer: str, values: dict) -> list[tuple[str, str]]:
+    """(field, message) for a defense setting no trial can run: a parameter of another defense, an optimizer the
+    defense does not compose with, SELENA's L >= K, DP's noise given twice. `values`: the defense fields set."""
+    out = []
+    for param, value in values.items():
+        if value is not None and (defense is None or param not in DEFENSES[defense].params):
+            out.append((param, f"applies only to defense '{defense_of(param)}'; drop it or set "
+                               f"defense: {defense_of(param)}"))
+    if defense is None or out:
+        return out
+    entry = DEFENSES[defense]
+    if optimizer not in entry.optimizers:
+        out.append(("optimizer", f"defense '{defense}' runs with {' or '.join(entry.optimizers)} only, got "
+                                 f"'{optimizer}': {entry.composes or 'choose one of those'}"))
+    if defense == "dp" and values.get("noise_multiplier") is not None and values.get("target_epsilon") is not None:
+        out.append(("target_epsilon", "give DP either noise_multiplier or target_epsilon, not both (the noise "
+                                      "follows from the target); drop one"))
+    if defense == "selena":
+        k = values.get("selena_k") or DEFENSE_DEFAULTS["selena_k"]
+        l = values.get("selena_l") or DEFENSE_DEFAULTS["selena_l"]
+        if l >= k:
+            out.append(("selena_l", f"must be < selena_k (each example is left out of L of the K sub-models and "
+                                    f"trained by the others), got L = {l} with K = {k}; e.g. K = 25, L = 10"))
+    return out
+
+
+def method_name(optimizer: str, defense: str | None = None, label_smoothing: float = 0.0,
+                selection: str = "best_val") -> str:
+    """What a front, a table row and a plot's legend call a configuration's method: 'sam', 'dp-sgd', 'advreg',
+    'selena+sharpreg', 'label_smoothing', 'sharpreg+last_epoch', ..."""
+    parts = [] if optimizer == "sgd" else [optimizer]
+    if defense is not None:
+        parts.insert(0, "dp-sgd" if defense == "dp" and optimizer == "sgd" else defense)
+    if label_smoothing:
+        parts.append("label_smoothing")
+    if selection == "last":
+        parts.append("last_epoch")
+    return "+".join(parts) or "sgd"

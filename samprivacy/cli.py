@@ -20,56 +20,17 @@ console = Console(stderr=True)
 out = Console()
 
 
-def _hidden(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 1024,512,256, got {text!r}")
-
-
 def add_trial_parser(sub) -> None:
+    from samprivacy.spec import TrialConfig
+    from samprivacy.spec.flags import add_flags
+
     p = sub.add_parser("trial", help="train one model and attack it", description=(
         "Train one model with an optimizer of the sharpness-aware family, then run membership-inference "
-        "attacks on it. Prints a summary; --json writes every metric."))
-    p.add_argument("--dataset", default="digits", help="digits | longtail | purchase100 | texas100 | cifar10 | cifar100")
-    p.add_argument("--data-root", help="folder with the dataset's canonical files (purchase100, texas100, cifar)")
-    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR into --data-root")
-    p.add_argument("--dataset-option", dest="dataset_options", action="append", type=_option_pair, default=[],
-                   metavar="KEY=VALUE", help="the source's own options, repeated: e.g. --dataset-option n=6000 "
-                                             "--dataset-option binary=true (longtail)")
-    p.add_argument("--optimizer", default="sgd", help="sgd | sam | asam | sharpreg")
-    p.add_argument("--base-optimizer", default="sgd", help="sgd (with momentum) | adam")
-    p.add_argument("--rho", type=float, help="neighbourhood radius (sam, asam, sharpreg)")
-    p.add_argument("--lam", type=float, help="sharpness weight lambda (sharpreg)")
-    p.add_argument("--xi", type=float, help="anti-overfitting weight xi (sharpreg)")
-    p.add_argument("--model", help="fc | mlp | cnn | wrn16-8 (default: the dataset's)")
-    p.add_argument("--hidden", type=_hidden, help="hidden layer sizes of fc/mlp, e.g. 1024,512,256")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--schedule", default="cosine", help="cosine | step | constant")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, help="seed of the member/non-member split (default: --seed)")
-    p.add_argument("--swa-start", type=float, help="swa: fraction of epochs before averaging starts (default 0.75)")
-    p.add_argument("--swa-lr", type=float, help="swa: constant learning rate while averaging (default lr / 2)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                   help="random crops and flips (images only; default: on for images)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
-    p.add_argument("--attacks", help="comma-separated attack names (default: every attack the trial can run; "
-                                     "`samprivacy catalog` lists them)")
-    p.add_argument("--population", type=int, metavar="K",
-                   help="train K models on random halves of the pool and run LiRA / RMIA with each in turn "
-                        "as the target")
-    p.add_argument("--fraction", type=float, help="share of the pool each population model trains on (0.5)")
-    p.add_argument("--pool", choices=("all", "members"), help="the population's pool: every example outside test "
-                                                              "and validation (all, default) or the split's members")
-    p.add_argument("--shared-references", type=int, metavar="N",
-                   help="RMIA / offline LiRA against N reference models trained once with SGD (see --references)")
+        "attacks on it. Prints a summary; --json writes every metric. Every trial setting is a flag named after "
+        "its field (docs/spec.md); nested ones are prefixed, e.g. --population-fraction."))
+    add_flags(p, TrialConfig)
     p.add_argument("--references", help="folder of shared reference models (default: <out>/references, else "
                                         "./runs/references)")
-    p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     p.add_argument("--json", dest="json_path", help="write the full result as JSON to this path")
     p.add_argument("--out", help="folder for artifacts: summary.json, splits.npz, model.pt (population.npz with "
                                  "--population), roc.npz")
@@ -81,27 +42,15 @@ def cmd_trial(args: argparse.Namespace) -> int:
 
     from samprivacy.pipeline import run_trial
     from samprivacy.spec import TrialConfig, parse_trial_config
+    from samprivacy.spec.flags import flag_values
 
-    population = {k: v for k, v in (("models", args.population), ("fraction", args.fraction),
-                                     ("shared_references", args.shared_references), ("pool", args.pool))
-                  if v is not None}
-    if population and "models" not in population:
-        raise SamprivacyError("--fraction, --pool and --shared-references describe a population; add --population K")
-    fields = dict(dataset=args.dataset, data_root=args.data_root, download=args.download, model=args.model,
-                  dataset_options=dict(args.dataset_options) or None,
-                  hidden=args.hidden, optimizer=args.optimizer, base_optimizer=args.base_optimizer, rho=args.rho,
-                  lam=args.lam, xi=args.xi, swa_start=args.swa_start, swa_lr=args.swa_lr, lr=args.lr,
-                  momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-                  epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, split_seed=args.split_seed,
-                  augment=args.augment, amp=args.amp, device=args.device, population=population or None,
-                  attacks=tuple(a.strip() for a in args.attacks.split(",")) if args.attacks else None)
-    config: TrialConfig = parse_trial_config({k: v for k, v in fields.items() if v is not None})
+    config: TrialConfig = parse_trial_config(flag_values(args, TrialConfig))
     references = args.references or str(Path(args.out or "runs") / "references")
     models = config.population.models if config.population else 1
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
-        task = progress.add_task(f"{config.optimizer} on {config.dataset}", total=config.epochs * models, status="")
+        task = progress.add_task(f"{config.method} on {config.dataset}", total=config.epochs * models, status="")
 
         def on_epoch(row: dict, _checkpoint) -> None:
             which = f"model {row['model'] + 1}/{models}  " if "model" in row else ""
@@ -120,9 +69,16 @@ def cmd_trial(args: argparse.Namespace) -> int:
 
 def print_trial_summary(summary: dict) -> None:
     cfg, pop = summary["config"], summary.get("population")
-    out.print(f"[bold]{cfg['optimizer']}[/] on [bold]{cfg['dataset']}[/]  seed {cfg['seed']}  "
+    method = summary.get("method", cfg["optimizer"])
+    out.print(f"[bold]{method}[/] on [bold]{cfg['dataset']}[/]  seed {cfg['seed']}  "
               f"best epoch {summary['best_epoch']}  ({summary['seconds']:.1f} s on {summary['device']})"
               + (f"  population of {pop['models']} models, pool {pop['pool']}" if pop else ""))
+    if summary.get("epsilon") is not None:
+        out.print(f"DP: epsilon {summary['epsilon']:.3f} at delta {summary['delta']:.3g} (noise multiplier "
+                  f"{summary['noise_multiplier']:.3f}, Opacus's RDP accountant)")
+    if cfg.get("defense") == "memguard":
+        out.print("MemGuard: every attack saw defended confidence vectors; labels are unchanged, so label-only "
+                  "attacks see the undefended model by design")
     test = f"{summary['test_acc']:.4f}" + (f" ± {summary['test_acc_std']:.4f}" if pop else "")
     out.print(f"train acc {summary['train_acc']:.4f}   val acc {summary['val_acc']:.4f}   "
               f"[bold]test acc {test}[/]   "
@@ -234,6 +190,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         out.print(f"[yellow]note:[/] the search space holds {size} distinct configurations: the sweep ends once "
                   f"they are measured, before trials ({spec.n_trials})")
     _print_reach(spec)
+    from samprivacy.spec.defenses import cost_notes
+
+    for note in cost_notes(spec):
+        out.print(f"[yellow]cost:[/] {note}")
     return 0
 
 
@@ -299,16 +259,40 @@ def _print_sweep_outcome(outcome: dict) -> None:
                   f"in the experiment's description, one click on its expand button)")
 
 
-def _print_front(report: dict, files: bool = True) -> None:
+def front_configuration(row: dict) -> tuple[str, str]:
+    """(method, its settings one per line) of a front row: its `configuration` (sweep.space.configuration: fixed
+    settings included) or else its Optuna params, `method` / `optimizer` named once and a method's own parameters
+    without their `<method>.` prefix, so nothing needs cutting at 80 columns."""
+    if "configuration" in row:
+        method, params = row["configuration"]["method"], row["configuration"]["settings"]
+    else:
+        params = row["params"]
+        method = str(params.get("method", params.get("optimizer", "")))
+    settings = []
+    for key, value in params.items():
+        if key in ("method", "optimizer"):
+            continue
+        name = key.split(".", 1)[1] if key.startswith(f"{method}.") else key
+        settings.append(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}")
+    return method or "-", "\n".join(settings) or "-"
+
+
+def front_table(report: dict) -> Table:
+    """The printed front (run, status, pareto): the Optuna trial number, the configuration in full, the objectives.
+    Tune's trial ids are left to --json and MLflow: three of them per row took an 80-column terminal's width."""
     objectives = list(report["objectives"])
-    table = Table("trial", "tune id", *objectives, "params", title="Pareto front")
+    table = Table("#", "method", "settings", *objectives, title="Pareto front")
+    for column in table.columns:
+        column.overflow = "fold"  # a long name wraps onto the next line, never ends in "..."
     for row in sorted(report["front"], key=lambda r: r["number"]):
-        values = [f"{row[o]:.4f}" + (f" ± {row[o + '_std']:.4f}" if row.get(o + "_std") is not None else "")
+        values = [f"{row[o]:.4f}" + (f"\n± {row[o + '_std']:.4f}" if row.get(o + "_std") is not None else "")
                   for o in objectives]
-        table.add_row(str(row["number"]), ", ".join(row.get("trial_ids") or [str(row["trial_id"])]), *values,
-                      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in row["params"].items()))
-    out.print(table)
+        table.add_row(str(row["number"]), *front_configuration(row), *values)
+    return table
+
+
+def _print_front(report: dict, files: bool = True) -> None:
+    out.print(front_table(report))
     if report.get("hypervolume") is not None:
         out.print(f"hypervolume {report['hypervolume']:.4f} (reference {report.get('reference')})")
     for kind, path in report.get("files", {}).items() if files else ():
@@ -422,21 +406,6 @@ def _serve(argv: list[str], env: dict[str, str] | None = None) -> int:
         process.terminate()
         process.wait(timeout=30)
         raise
-
-
-def _option_pair(text: str) -> tuple[str, bool | int | float | str]:
-    """KEY=VALUE with VALUE read as true/false, an int, a float, or else a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    if value.lower() in ("true", "false"):
-        return key, value.lower() == "true"
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    return key, value
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -579,6 +548,10 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "optimizers": {n: {"params": e.params, "summary": e.summary} for n, e in catalog.OPTIMIZERS.items()},
+            "defenses": {**{n: {"params": e.params, "optimizers": e.optimizers, "cost": e.cost, "summary": e.summary}
+                            for n, e in catalog.DEFENSES.items()},
+                         **{n: {"sets": sets, "summary": "a training option as a method of its own"}
+                            for n, sets in catalog.TRAINING_DEFENSES.items()}},
             "datasets": {n: e.summary for n, e in catalog.DATASETS.items()},
             "models": {n: e.summary for n, e in catalog.MODELS.items()},
             "attacks": {n: {"kind": e.kind, "summary": e.summary} for n, e in catalog.ATTACKS.items()},
@@ -586,6 +559,12 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         return 0
     for title, rows in (
             ("optimizers", [(n, ", ".join(e.params) or "-", e.summary) for n, e in catalog.OPTIMIZERS.items()]),
+            ("defenses", [(n, ", ".join(e.params), f"{e.summary}. With: {', '.join(e.optimizers)}. Cost: {e.cost}")
+                          for n, e in catalog.DEFENSES.items()]
+             + [("label_smoothing", "label_smoothing", "label smoothing (any optimizer or defense; as a method: "
+                                                       "defenses.label_smoothing)"),
+                ("last_epoch", "selection", "the last epoch's weights instead of early stopping on the validation "
+                                            "split (as a method: defenses.last_epoch)")]),
             ("attacks", [(n, e.kind, e.summary) for n, e in catalog.ATTACKS.items()]),
             ("datasets", [(n, "", e.summary) for n, e in catalog.DATASETS.items()]),
             ("models", [(n, e.input, e.summary) for n, e in catalog.MODELS.items()])):

@@ -29,7 +29,7 @@ def test_both_tables_in_markdown_by_default(workdir, capsys):
 
 
 @pytest.mark.parametrize("table, fmt, expect", [
-    ("1", "csv", "dataset,optimizer,config,seeds,test acc,test acc std,"),
+    ("1", "csv", "dataset,method,config,seeds,test acc,test acc std,"),
     ("2", "latex", r"\begin{table}[t]"),
     ("1", "md", "**Table 1:"),
 ])

@@ -29,7 +29,7 @@ def test_trial_writes_every_metric(tmp_path, capsys):
 
     # a spec may name any of these; population metrics come only from trials with a population
     single = [m for m in catalog.objective_metrics() if catalog.metric_needs(m)[:1] not in (("population",),
-                                                                                           ("attack",))]
+                                                                                           ("attack",), ("defense",))]
     assert "test_acc" in single and "lira_auc" not in single
     # digits holds 400 evaluation non-members: a TPR at 0.1% FPR would be the TPR at zero false positives
     assert doc["eval_nonmembers"] == 400 and doc["attack_tpr_at_fpr_0.001"] is None
@@ -113,10 +113,10 @@ def test_trial_with_a_population_reports_the_strong_attacks(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--fraction", "0.5"], "add --population K"),
+    (["--population-fraction", "0.5"], "--population-fraction describes `population`; add --population MODELS"),
     (["--attacks", "lira"], "needs a population"),
     (["--population", "4", "--attacks", "lira"], "models >= 6"),
-    (["--optimizer", "sgd", "--swa-start", "0.5"], "applies only to 'swa'"),
+    (["--optimizer", "sgd", "--swa-start", "0.5"], "`swa_start` applies only to swa, not 'sgd'"),
 ])
 def test_population_and_optimizer_flags_are_checked(argv, message, capsys):
     assert main(["trial", "--epochs", "1", *argv]) == 2
@@ -125,10 +125,24 @@ def test_population_and_optimizer_flags_are_checked(argv, message, capsys):
 
 def test_dataset_options_and_the_pool_protocol_reach_a_population_trial(tmp_path):
     path = tmp_path / "pop.json"
-    assert main(["trial", "--dataset", "longtail", "--dataset-option", "n=1500", "--dataset-option", "classes=5",
-                 "--dataset-option", "binary=true", "--hidden", "16", "--epochs", "1", "--population", "6",
-                 "--pool", "members", "--attacks", "loss,lira", "--json", str(path)]) == 0
+    assert main(["trial", "--dataset", "longtail", "--dataset-options", "{n: 1500, classes: 5, binary: true}",
+                 "--hidden", "16", "--epochs", "1", "--population", "6", "--population-pool", "members", "--attacks", "loss,lira", "--json", str(path)]) == 0
     doc = json.loads(path.read_text())
     assert doc["config"]["dataset_options"] == {"n": 1500, "classes": 5, "binary": True}
     assert doc["population"]["pool_protocol"] == "members" and doc["population"]["pool"] == 600
     assert doc["lira_tpr_at_fpr_0.01_negatives"] == doc["population"]["negatives_pooled"] == 6 * 300
+
+
+def test_a_dp_trial_from_the_command_line_reports_its_epsilon(tmp_path):
+    path = tmp_path / "dp.json"
+    rc = main(["trial", "--dataset", "digits", "--hidden", "32", "--epochs", "2", "--defense", "dp",
+               "--noise-multiplier", "1.0", "--max-grad-norm", "1.0", "--attacks", "loss", "--json", str(path)])
+    assert rc == 0
+    doc = json.loads(path.read_text())
+    assert doc["method"] == "dp-sgd" and doc["config"]["defense"] == "dp" and doc["epsilon"] > 0
+
+
+def test_a_bad_defense_flag_names_the_field(capsys):
+    assert main(["trial", "--dataset", "digits", "--defense", "selena", "--selena-k", "3", "--selena-l", "3"]) == 2
+    captured = capsys.readouterr()
+    assert "selena_l: must be < selena_k" in captured.err + captured.out

@@ -26,8 +26,10 @@ from samprivacy import catalog
 from samprivacy.errors import ConfigError
 
 # name -> fixed (lam, xi, adaptive) and default rho; eta (ASAM's T_w = |w| + eta) matters only when adaptive.
-# SWA's weight averaging is the training loop's business (learn.train); its steps are plain SGD steps.
-PRESETS: dict[str, dict] = {name: {k: v for k, v in entry.preset.items() if k != "averaged"}
+# SWA's weight averaging (averaged, swa_start, swa_lr_scale) is the training loop's business (learn.train); its
+# steps are plain SGD steps.
+_STEP_KEYS = ("lam", "xi", "rho", "adaptive", "eta")
+PRESETS: dict[str, dict] = {name: {k: v for k, v in entry.preset.items() if k in _STEP_KEYS}
                             for name, entry in catalog.OPTIMIZERS.items()}
 BASE_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
@@ -155,10 +157,6 @@ class SharpnessAware(torch.optim.Optimizer):
         return loss
 
 
-def _either(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
 def make_optimizer(name: str, params, *, base: str = "sgd", lr: float, momentum: float = 0.9,
                    weight_decay: float = 0.0, rho: float | None = None, lam: float | None = None,
                    xi: float | None = None) -> SharpnessAware:
@@ -171,8 +169,8 @@ def make_optimizer(name: str, params, *, base: str = "sgd", lr: float, momentum:
     for key, value in (("rho", rho), ("lam", lam), ("xi", xi)):
         if value is None:
             continue
-        if key not in catalog.optimizer_params(name):
-            raise ConfigError(f"`{key}` applies only to {_either(catalog.takers(key))}, not {name!r}; drop it")
+        if (problem := catalog.misplaced_param(name, key)) is not None:
+            raise ConfigError(problem)
         preset[key] = value
     base_kwargs = dict(lr=_check("lr", lr, minimum=0.0), weight_decay=_check("weight_decay", weight_decay, minimum=0.0))
     if base == "sgd":

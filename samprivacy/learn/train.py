@@ -5,10 +5,11 @@ the forward pass runs under bf16 autocast (`amp`). Shuffling is seeded per (seed
 an epoch checkpoint sees the same batches as one that never stopped. `train_epoch` is one pass over the training
 data; populations (learn.population) call `train` with their own training subsets.
 
-Defaults stated once: `augment` None = random crops and flips for image data, none otherwise; `amp` None = bf16
-autocast on CUDA, off on CPU. SWA (optimizer "swa") averages the weights of every epoch from
-floor(swa_start * epochs) + 1 on, at a constant swa_lr (default lr / 2), recomputes BatchNorm statistics for the
-average, and returns the average (no best-epoch selection: the average is what SWA trains).
+What None means, stated once: `augment` None = random crops and flips for image data, none otherwise; `amp` None =
+bf16 autocast on CUDA, off on CPU. SWA (optimizer "swa") averages the weights of every epoch from
+floor(swa_start * epochs) + 1 on, at a constant swa_lr (None: the catalog preset's share of lr), recomputes
+BatchNorm statistics for the average, and returns the average (no best-epoch selection: the average is what SWA
+trains).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -26,30 +27,47 @@ from torch import nn
 
 from samprivacy import catalog
 from samprivacy.errors import ConfigError, TrainingDiverged
+from samprivacy.learn import defenses
 from samprivacy.learn.augment import random_crop_flip
+from samprivacy.learn.defenses import advreg, dp, memguard, selena
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.optim import SharpnessAware, make_optimizer
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = "sgd"
-    base_optimizer: str = "sgd"
-    rho: float | None = None  # None: the preset's default (learn.optim.PRESETS)
-    lam: float | None = None
-    xi: float | None = None
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine | step | constant, stepped once per epoch
-    epochs: int = 30
-    batch_size: int = 64
-    seed: int = 0
-    augment: bool | None = None  # random crops (4-pixel padding) and flips; None: on for images, off otherwise
-    device: str | None = None  # None: CUDA when available
-    amp: bool | None = None  # bf16 autocast; None: on for CUDA
-    swa_start: float | None = None  # swa: fraction of epochs before averaging starts; None: 0.75
-    swa_lr: float | None = None  # swa: constant lr while averaging; None: lr / 2
+class TrainConfig(Protocol):
+    """What `train` reads of a trial's configuration: the fields of these names of spec.TrialConfig, where each is
+    defined, described and given its default, once. learn/ runs where pydantic may be absent, so it names them
+    here structurally; any object with these attributes will do."""
+
+    optimizer: str
+    base_optimizer: str
+    rho: float | None
+    lam: float | None
+    xi: float | None
+    lr: float
+    momentum: float
+    weight_decay: float
+    schedule: str
+    epochs: int
+    batch_size: int
+    seed: int
+    augment: bool | None
+    device: str | None
+    amp: bool | None
+    swa_start: float | None
+    swa_lr: float | None
+    label_smoothing: float
+    selection: str  # best_val | last
+    defense: str | None  # dp | advreg | selena | memguard (learn/defenses), and their parameters:
+    max_grad_norm: float | None
+    noise_multiplier: float | None
+    target_epsilon: float | None
+    target_delta: float | None
+    adv_alpha: float | None
+    adv_steps: int | None
+    selena_k: int | None
+    selena_l: int | None
+    memguard_budget: float | None
 
 
 @dataclass
@@ -62,7 +80,7 @@ class TrainResult:
     test_acc: float
     seconds: float
     device: str
-    config: dict = field(default_factory=dict)
+    defense_metrics: dict = field(default_factory=dict)  # dp: epsilon, delta, noise_multiplier, ...
 
 
 SCHEDULES: dict[str, Callable] = {
@@ -118,10 +136,13 @@ def resolve_augment(augment: bool | None, feature_kind: str) -> bool:
 
 
 def train_epoch(model: nn.Module, optimizer: SharpnessAware, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
-                generator: torch.Generator, amp: bool, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                generator: torch.Generator, amp: bool, augment: bool, label_smoothing: float = 0.0,
+                soft_targets: torch.Tensor | None = None, regularizer=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over (x, y) in the order `generator` draws; returns (sum of losses, correct count) on the device.
 
-    Accuracy and loss are those of the first pass of each step (at w), as the batch saw them.
+    Accuracy and loss are those of the first pass of each step (at w), as the batch saw them. soft_targets (N, C):
+    probability targets instead of y (SELENA's distillation); regularizer: a defense in the loop (AdvReg), whose
+    before_step(model, xb, yb) runs before each step and whose penalty(model, logits, yb) joins the loss.
     """
     device = x.device
     order = torch.randperm(len(x), generator=generator).to(device)
@@ -129,6 +150,9 @@ def train_epoch(model: nn.Module, optimizer: SharpnessAware, x: torch.Tensor, y:
     correct = torch.zeros((), device=device, dtype=torch.long)
     for i in range(0, len(order), batch_size):
         xb, yb = x[order[i:i + batch_size]], y[order[i:i + batch_size]]
+        target = yb if soft_targets is None else soft_targets[order[i:i + batch_size]]
+        if regularizer is not None:
+            regularizer.before_step(model, xb, yb)
         if augment:
             xb = random_crop_flip(xb, generator)
         passes: list[torch.Tensor] = []
@@ -137,7 +161,9 @@ def train_epoch(model: nn.Module, optimizer: SharpnessAware, x: torch.Tensor, y:
             with frozen_batchnorm(model, frozen=bool(passes)), \
                     torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb)
+                loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
+                if regularizer is not None:
+                    loss = loss + regularizer.penalty(model, logits, yb)
             loss.backward()
             passes.append(logits.detach())
             return loss.detach()
@@ -150,21 +176,28 @@ def train_epoch(model: nn.Module, optimizer: SharpnessAware, x: torch.Tensor, y:
 
 def _swa_start_epoch(config: TrainConfig) -> int | None:
     """The first epoch whose weights SWA averages, or None without SWA."""
-    if not catalog.OPTIMIZERS[config.optimizer].preset.get("averaged"):
+    preset = catalog.OPTIMIZERS[config.optimizer].preset
+    if not preset.get("averaged"):
         return None
-    fraction = 0.75 if config.swa_start is None else config.swa_start
+    fraction = preset["swa_start"] if config.swa_start is None else config.swa_start
     return min(config.epochs, math.floor(fraction * config.epochs) + 1)
 
 
 def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
           on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
-          resume: dict | None = None, train_index=None) -> TrainResult:
+          resume: dict | None = None, train_index=None, soft_targets: torch.Tensor | None = None) -> TrainResult:
     """Train `model` on dataset.splits.train (or the dataset rows `train_index`), select the best epoch on the
-    validation split, and measure test accuracy on the held-out non-members (dataset.splits.test).
+    validation split (or keep the last: selection "last"), and measure test accuracy on the held-out
+    non-members (dataset.splits.test). config.defense hooks a defense in (learn/defenses).
 
     on_epoch(row, checkpoint) is called after every epoch with the epoch's metrics and a function returning
-    the full training state (pass it back as `resume` to continue after that epoch).
+    the full training state (pass it back as `resume` to continue after that epoch). soft_targets (rows of
+    train_index, C): train against these probabilities instead of the labels.
     """
+    defenses.check(config)
+    if config.defense == "selena":
+        return selena.train_selena(train, model, dataset, config, train_index=train_index, on_epoch=on_epoch,
+                                   resume=resume)
     if config.schedule not in SCHEDULES:
         raise ConfigError(f"unknown `schedule` {config.schedule!r}; choose from: {', '.join(SCHEDULES)}")
     if config.epochs < 1 or config.batch_size < 1:
@@ -176,7 +209,11 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
     model = model.to(device)
     index = torch.as_tensor(dataset.splits.train if train_index is None else train_index, dtype=torch.long)
     x_train, y_train = dataset.x[index].to(device), dataset.y[index].to(device)
-    x_val, y_val = (t.to(device) for t in dataset.subset("val"))
+    reference, selection = defenses.split_validation(config, dataset.splits.val)
+    x_val, y_val = dataset.x[selection].to(device), dataset.y[selection].to(device)
+    x_ref, y_ref = dataset.x[reference].to(device), dataset.y[reference].to(device)
+    if soft_targets is not None:
+        soft_targets = soft_targets.to(device)
     optimizer: SharpnessAware = make_optimizer(
         config.optimizer, model.parameters(), base=config.base_optimizer, lr=config.lr, momentum=config.momentum,
         weight_decay=config.weight_decay, rho=config.rho, lam=config.lam, xi=config.xi)
@@ -184,6 +221,14 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
     augment = resolve_augment(config.augment, dataset.feature_kind)
     swa_from = _swa_start_epoch(config)
     swa_model = torch.optim.swa_utils.AveragedModel(model) if swa_from is not None else None
+    private = dp.DPTraining.attach(
+        model, optimizer.base_optimizer, x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
+        max_grad_norm=defenses.option(config, "max_grad_norm"), noise_multiplier=dp.noise_option(config),
+        target_epsilon=config.target_epsilon, delta=config.target_delta, seed=config.seed) \
+        if config.defense == "dp" else None
+    regularizer = advreg.AdvReg(dataset.num_classes, x_ref, y_ref, alpha=defenses.option(config, "adv_alpha"),
+                                steps=defenses.option(config, "adv_steps"),
+                                seed=config.seed) if config.defense == "advreg" else None
 
     state = dict(epoch=0, best_val_acc=-1.0, best_epoch=0, best_state=None, history=[])
     if resume is not None:
@@ -192,11 +237,17 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
         scheduler.load_state_dict(resume["scheduler"])
         if swa_model is not None:
             swa_model.load_state_dict(resume["swa_model"])
+        if private is not None:
+            private.load_state(resume["private"])
+        if regularizer is not None:
+            regularizer.load_state(resume["regularizer"])
         state.update({k: resume[k] for k in state})
 
     def checkpoint() -> dict:
         # A snapshot, not live references: training goes on mutating the tensors after this returns.
         extra = {"swa_model": swa_model.state_dict()} if swa_model is not None else {}
+        extra |= {"private": private.state()} if private is not None else {}
+        extra |= {"regularizer": regularizer.state()} if regularizer is not None else {}
         return copy.deepcopy(dict(state, model=model.state_dict(), optimizer=optimizer.state_dict(),
                                   scheduler=scheduler.state_dict(), **extra))
 
@@ -205,12 +256,19 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
         averaging = swa_from is not None and epoch >= swa_from
         if averaging:  # SWA: a constant learning rate while weights are averaged
             for group in optimizer.param_groups:
-                group["lr"] = config.swa_lr if config.swa_lr is not None else config.lr / 2
+                group["lr"] = config.swa_lr if config.swa_lr is not None else (
+                    config.lr * catalog.OPTIMIZERS[config.optimizer].preset["swa_lr_scale"])
         model.train()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        loss_sum, correct = train_epoch(model, optimizer, x_train, y_train, batch_size=config.batch_size,
-                                        generator=generator, amp=amp, augment=augment)
-        train_loss = loss_sum.item() / len(x_train)
+        if private is not None:  # DP: Opacus's Poisson batches, clipping and noise
+            loss_sum, correct, seen = private.epoch(model, amp, config.seed * 100_003 + epoch, config.label_smoothing)
+        else:
+            loss_sum, correct = train_epoch(model, optimizer, x_train, y_train, batch_size=config.batch_size,
+                                            generator=generator, amp=amp, augment=augment,
+                                            label_smoothing=config.label_smoothing, soft_targets=soft_targets,
+                                            regularizer=regularizer)
+            seen = len(x_train)
+        train_loss = loss_sum.item() / max(seen, 1)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(epoch, train_loss)
         lr = optimizer.param_groups[0]["lr"]
@@ -222,24 +280,31 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
         if swa_model is None and val_acc > state["best_val_acc"]:
             state.update(best_val_acc=val_acc, best_epoch=epoch,
                          best_state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
-        row = dict(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / len(x_train), val_loss=val_loss,
-                   val_acc=val_acc, lr=lr, seconds=time.perf_counter() - epoch_start)
+        row = dict(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / max(seen, 1), val_loss=val_loss,
+                   val_acc=val_acc, lr=lr, seconds=time.perf_counter() - epoch_start,
+                   **({"epsilon": private.epsilon()} if private is not None else {}))
         state["history"] = [*state["history"], row]
         state["epoch"] = epoch
         if on_epoch is not None:
             on_epoch(row, checkpoint)
 
+    if private is not None:
+        private.detach()
     if swa_model is not None:
         model = _averaged(swa_model, x_train, config.batch_size)
         state["best_epoch"] = config.epochs
+    elif config.selection == "last":  # early stopping as a choice: the weights the last epoch left
+        state["best_epoch"] = config.epochs
     else:
         model.load_state_dict(state["best_state"])
+    if config.defense == "memguard":
+        model = memguard.MemGuard.fit(model, x_train, x_ref, budget=defenses.option(config, "memguard_budget"), seed=config.seed)
     x_test, y_test = (t.to(device) for t in dataset.subset("test"))
     return TrainResult(
         model=model, best_epoch=state["best_epoch"], history=copy.deepcopy(state["history"]),
         train_acc=evaluate(model, x_train, y_train, amp=amp)[1], val_acc=evaluate(model, x_val, y_val, amp=amp)[1],
         test_acc=evaluate(model, x_test, y_test, amp=amp)[1], seconds=time.perf_counter() - start,
-        device=str(device), config=asdict(config))
+        device=str(device), defense_metrics=private.metrics() if private is not None else {})
 
 
 def _averaged(swa_model: torch.optim.swa_utils.AveragedModel, x: torch.Tensor, batch_size: int) -> nn.Module:

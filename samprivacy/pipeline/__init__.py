@@ -1,7 +1,7 @@
 """One trial, start to finish, without Ray: the unit of work the sweep service schedules and `samprivacy trial`
 runs directly.
 
-    setup.py       load the data, build the model, the TrainConfig of a TrialConfig
+    setup.py       load the data (cheap checks first), build the model
     single.py      a single-model trial: train the target on the split's members, attack it
     members.py     train one member of a population and record its per-example statistics
     population.py  a trial with a population: K models, every attack with each model as the target
@@ -15,7 +15,7 @@ from typing import Callable
 
 from samprivacy.pipeline.population import PopulationTrialResult, run_population_trial
 from samprivacy.pipeline.references import ReferenceStore
-from samprivacy.pipeline.setup import load_data, prepare, train_config
+from samprivacy.pipeline.setup import load_data, prepare
 from samprivacy.pipeline.single import TrialResult, plot_roc, run_single_trial
 from samprivacy.spec import TrialConfig
 
@@ -32,4 +32,4 @@ def run_trial(config: TrialConfig, *, on_epoch: Callable | None = None, resume: 
 
 
 __all__ = ["PopulationTrialResult", "ReferenceStore", "TrialResult", "load_data", "plot_roc", "prepare",
-           "run_population_trial", "run_single_trial", "run_trial", "train_config"]
+           "run_population_trial", "run_single_trial", "run_trial"]

@@ -21,7 +21,7 @@ from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import ModelStats, PopulationPlan, model_statistics
 from samprivacy.learn.stacked import stack_size, stackable, train_stacked
 from samprivacy.learn.train import TrainResult, resolve_augment, train
-from samprivacy.pipeline.setup import new_model, train_config
+from samprivacy.pipeline.setup import new_model
 from samprivacy.spec import TrialConfig
 
 ATTACK_SETS = ("known_members", "known_nonmembers", "eval_members", "eval_nonmembers")
@@ -66,7 +66,10 @@ def member_sets(plan: PopulationPlan, k: int) -> tuple[dict[str, np.ndarray], np
 
 def stack_models(config: TrialConfig, dataset: Dataset) -> int:
     """How many models of `config` train as one stacked model: FC/MLP models without augmentation, as many as
-    learn.stacked.stack_size allows on the trial's device; 1 (one at a time) for every other model."""
+    learn.stacked.stack_size allows on the trial's device; 1 (one at a time) for every other model, and for
+    plain training's variants that hook into learn.train only (a defense, label smoothing, last-epoch selection)."""
+    if config.defense is not None or config.label_smoothing or config.selection != "best_val":
+        return 1
     model = new_model(config, dataset, 0)
     if not stackable(model) or resolve_augment(config.augment, dataset.feature_kind):
         return 1
@@ -85,7 +88,7 @@ def train_member(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, k:
     metrics["seconds"] covers all three."""
     start = time.perf_counter()
     seed = int(plan.seeds[k])
-    result = train(new_model(config, dataset, seed), dataset, train_config(config, seed=seed),
+    result = train(new_model(config, dataset, seed), dataset, config.model_copy(update={"seed": seed}),
                    train_index=plan.train_index(k), on_epoch=on_epoch, resume=resume)
     return measure_member(dataset, plan, k, result, queries, attacks, temperature, start)
 
@@ -99,7 +102,7 @@ def train_members_stacked(config: TrialConfig, dataset: Dataset, plan: Populatio
     start = time.perf_counter()
     seeds = [int(plan.seeds[k]) for k in members]
     results = train_stacked([new_model(config, dataset, s) for s in seeds], dataset,
-                            [train_config(config, seed=s) for s in seeds], [plan.train_index(k) for k in members],
+                            [config.model_copy(update={"seed": s}) for s in seeds], [plan.train_index(k) for k in members],
                             on_epoch=on_epoch, resume=resume)
     share = (time.perf_counter() - start) / len(members)
     return {k: measure_member(dataset, plan, k, result, queries, attacks, temperature, time.perf_counter() - share)
@@ -118,5 +121,5 @@ def measure_member(dataset: Dataset, plan: PopulationPlan, k: int, result: Train
                               device=result.device, seed=seed).results
         report = {name: r.metrics for name, r in results.items()}
     metrics = {"train_acc": result.train_acc, "val_acc": result.val_acc, "test_acc": result.test_acc,
-               "best_epoch": result.best_epoch, "seconds": time.perf_counter() - start}
+               "best_epoch": result.best_epoch, "seconds": time.perf_counter() - start, **result.defense_metrics}
     return ModelRecord(stats, metrics, report, result.history)

@@ -113,6 +113,10 @@ class PopulationTrialResult:
             **({"rmia_a": float(np.mean(self.strong["rmia"].a))} if "rmia" in self.strong else {}),
             **self.variance.summary,
             "best_epoch": int(round(per_model["best_epoch"].mean())),
+            "method": self.config.method,
+            # a defense's own numbers (dp: epsilon, the same for every model of the population), their mean
+            **{key: float(np.mean([r.metrics[key] for r in self.records]))
+               for key in self.records[0].metrics if key not in (*per_model, "seconds")},
             "attacks": means,
             "attacks_std": stds,
             "low_fpr": self.low_fpr(),

@@ -1,24 +1,17 @@
-"""What every trial does first: check the cheap things, load the data, build the model, derive the TrainConfig."""
+"""What every trial does first: check the cheap things, load the data, build the model."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
+
 import torch
 
 from samprivacy.audit import validate_attack_names
 from samprivacy.learn.data import load_dataset
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.models import build_model
-from samprivacy.learn.train import TrainConfig, resolve_device
+from samprivacy.learn.train import resolve_device
 from samprivacy.spec import TrialConfig
-
-
-def train_config(config: TrialConfig, **overrides) -> TrainConfig:
-    """The training part of a trial's configuration (overrides: e.g. a population model's own seed)."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{**{k: v for k, v in config.model_dump().items() if k in fields}, **overrides})
 
 
 def load_data(config: TrialConfig) -> Dataset:

@@ -20,7 +20,7 @@ from samprivacy.audit.lowfpr import missing_reason
 from samprivacy.catalog import LOW_FPRS
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.train import TrainResult, train
-from samprivacy.pipeline.setup import prepare, train_config
+from samprivacy.pipeline.setup import prepare
 from samprivacy.spec import TrialConfig
 
 
@@ -70,6 +70,8 @@ class TrialResult:
             "single_query_acc": held_out("accuracy", "single_query", seed=self.config.seed),
             "label_only_acc": held_out("accuracy", "label_only", seed=self.config.seed),
             "best_epoch": self.training.best_epoch,
+            "method": self.config.method,
+            **self.training.defense_metrics,  # dp: epsilon (what the accountant spent), delta, noise_multiplier
             "attacks": attacks,
             "history": self.training.history,
             "device": self.training.device,
@@ -116,6 +118,6 @@ def run_single_trial(config: TrialConfig, *, on_epoch: Callable | None = None,
     """Train with `config`, then attack the selected model. See `learn.train.train` for on_epoch/resume."""
     start = time.perf_counter()
     dataset, model = prepare(config)
-    training = train(model, dataset, train_config(config), on_epoch=on_epoch, resume=resume)
+    training = train(model, dataset, config, on_epoch=on_epoch, resume=resume)
     report = run_attacks(training.model, dataset, config.attack_names(), device=training.device, seed=config.seed)
     return TrialResult(config, dataset, training, report, time.perf_counter() - start)

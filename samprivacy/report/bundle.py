@@ -1,6 +1,6 @@
 """Every file of a sweep's report, written into one folder from its `SweepResults`:
 
-    pareto.png, pareto.html   the front of configuration means (first two objectives), by optimizer, ± std
+    pareto.png, pareto.html   the front of configuration means (first two objectives), by method, ± std
     front.md                  the front as a markdown table with links into the MLflow UI
     table1.{md,csv,tex}       Table 1; table2.{md,csv,tex} when the sweep has an SGD baseline
 """
@@ -50,9 +50,9 @@ def write_report(results: SweepResults, folder: str | Path, link_base: str = "")
     names, modes = list(results.objectives), list(results.objectives.values())
     mask, points, errors = results.front_mask(), results.points(), results.errors()
     keys = varying_params(results.configs)
-    labels = [f"{c.optimizer} {describe(c, keys)}".strip() for c in results.configs]
+    labels = [f"{c.label} {describe(c, keys)}".strip() for c in results.configs]
     multi = len({c.dataset for c in results.configs}) > 1
-    groups = [f"{c.optimizer} ({c.dataset})" if multi else c.optimizer for c in results.configs]
+    groups = [f"{c.label} ({c.dataset})" if multi else c.label for c in results.configs]  # colour by method
     files: dict[str, Path] = {}
     hypervolume = None
     if len(names) >= 2:
@@ -60,7 +60,8 @@ def write_report(results: SweepResults, folder: str | Path, link_base: str = "")
             f" (front on all {len(names)} objectives)" if len(names) > 2 else "")
         kwargs = dict(names=names[:2], mask=mask, labels=labels, groups=groups, errors=errors[:, :2], title=title)
         files["pareto.png"] = plot_front_png(points[:, :2], modes[:2], folder / "pareto.png", **kwargs)
-        details = [{"dataset": c.dataset, "optimizer": c.optimizer, **c.params, "seeds": list(c.seeds),
+        details = [{"dataset": c.dataset, "method": c.label, "optimizer": c.optimizer, **c.params,
+                    "seeds": list(c.seeds),
                     "runs": list(c.run_ids)} for c in results.configs]
         links = [run_link(link_base, results.experiment_id, c.run_ids[0]) for c in results.configs]
         files["pareto.html"] = plot_front_html(points[:, :2], modes[:2], folder / "pareto.html", details=details,

@@ -80,11 +80,11 @@ def front_table(results: SweepResults, limit: int | None = None) -> str:
     first, direction = next(iter(results.objectives.items()))
     front.sort(key=lambda c: -c.value(first) if direction.startswith("max") else c.value(first))
     datasets = len({c.dataset for c in results.configs}) > 1
-    headers = ["optimizer", *(["dataset"] if datasets else []), *(["config"] if keys else []), "seeds",
+    headers = ["method", *(["dataset"] if datasets else []), *(["config"] if keys else []), "seeds",
                *results.objectives, "MLflow"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     for c in front:
-        cells = [c.optimizer, *([c.dataset] if datasets else []), *([describe(c, keys) or "-"] if keys else []),
+        cells = [c.label, *([c.dataset] if datasets else []), *([describe(c, keys) or "-"] if keys else []),
                  str(c.n), *(_cell(c, o) for o in results.objectives), config_link(results, c)]
         lines.append("| " + " | ".join(cells) + " |")
     if limit is not None and len("\n".join(lines)) > limit:
@@ -157,7 +157,7 @@ def read_view_state(value: str) -> dict:
 def sweep_views(results: SweepResults) -> list[tuple[str, str]]:
     """Two saved views: the front's runs and every trial run, with objectives, optimizer and varying params."""
     first, direction = next(iter(results.objectives.items()))
-    keys = ["optimizer", *(k for k in varying_params(results.configs) if k != "optimizer"), "seed"]
+    keys = ["method", "optimizer", *varying_params(results.configs), "seed"]
     if len({c.dataset for c in results.configs}) > 1:
         keys.insert(0, "dataset")
     columns = [*(f"metrics.`{o}`" for o in results.objectives), *(f"params.`{k}`" for k in keys), "tags.`pareto`"]

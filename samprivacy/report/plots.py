@@ -20,21 +20,31 @@ import numpy as np
 from samprivacy.catalog import OPTIMIZERS
 from samprivacy.report.pareto import axis_label, non_dominated, staircase
 
-__all__ = ["group_colours", "plot_front_html", "plot_front_png"]
+__all__ = ["group_colours", "group_markers", "plot_front_html", "plot_front_png"]
 
 # matplotlib's tab10, so the PNG and the HTML agree; optimizers keep their colour across sweeps.
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
             "#17becf")
 _KNOWN = {name: _PALETTE[i] for i, name in enumerate(OPTIMIZERS)}
+# Beyond tab10's ten: the darker tab20b shades, so a front of every optimizer and every defense repeats no colour.
+_MORE = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3")
+# Methods that are no optimizer (defenses) are also told apart by shape in the PNG; optimizers stay round.
+_MARKERS = ("s", "^", "D", "v", "P", "X", "*", "<", ">")
 _DEFAULT_GROUP = "trials"
 
 
 def group_colours(groups: Sequence[str]) -> dict[str, str]:
     """A colour per distinct group: an optimizer (also `sam (digits)`) always gets its own, others take turns."""
-    spare = itertools.cycle([c for c in _PALETTE if c not in _KNOWN.values()])
+    spare = itertools.cycle([*(c for c in _PALETTE if c not in _KNOWN.values()), *_MORE])
     rank = {name: i for i, name in enumerate(_KNOWN)}  # legend order: sgd, sam, asam, sharpreg, swa, then others
     ordered = sorted(dict.fromkeys(groups), key=lambda g: rank.get(str(g).split(" ", 1)[0], len(rank)))
     return {g: _KNOWN.get(str(g).split(" ", 1)[0]) or next(spare) for g in ordered}
+
+
+def group_markers(groups: Sequence[str]) -> dict[str, str]:
+    """A marker per distinct group: a circle for an optimizer, a shape of its own for each other method."""
+    shapes = itertools.cycle(_MARKERS)
+    return {g: "o" if str(g).split(" ", 1)[0] in _KNOWN else next(shapes) for g in group_colours(groups)}
 
 
 def _prepare(points, directions, mask, groups, errors):
@@ -70,6 +80,7 @@ def plot_front_png(points, directions: Sequence[str], path: str | Path, *, names
     if front.any():
         ax.plot(*staircase(pts[front], directions), color="0.25", lw=1.0, ls="--", zorder=1)
     colours = group_colours([g for g, ok in zip(groups, finite) if ok])
+    markers = group_markers(list(colours))
     handles = []
     for group, colour in colours.items():
         rows = finite & np.array([g == group for g in groups])
@@ -78,10 +89,11 @@ def plot_front_png(points, directions: Sequence[str], path: str | Path, *, names
             ax.errorbar(pts[bars, 0], pts[bars, 1], xerr=np.nan_to_num(err[bars, 0]),
                         yerr=np.nan_to_num(err[bars, 1]), fmt="none", ecolor=colour, alpha=0.6, lw=1, capsize=2,
                         zorder=2)
-        ax.scatter(pts[rows & ~front, 0], pts[rows & ~front, 1], s=28, color=colour, alpha=0.55, zorder=3)
+        ax.scatter(pts[rows & ~front, 0], pts[rows & ~front, 1], s=28, color=colour, alpha=0.55, zorder=3,
+                   marker=markers[group])
         ax.scatter(pts[rows & front, 0], pts[rows & front, 1], s=60, color=colour, edgecolor="k", linewidth=1.4,
-                   zorder=4)
-        handles.append(Line2D([], [], ls="", marker="o", color=colour, label=f"{group} ({rows.sum()})"))
+                   zorder=4, marker=markers[group])
+        handles.append(Line2D([], [], ls="", marker=markers[group], color=colour, label=f"{group} ({rows.sum()})"))
     handles.append(Line2D([], [], ls="--", marker="o", color="0.25", markerfacecolor="white", markeredgecolor="k",
                           label=f"Pareto front ({front.sum()})"))
     if np.isfinite(err[finite]).any():

@@ -53,6 +53,11 @@ class TrialRecord:
         return self.params.get("optimizer", "?")
 
     @property
+    def method(self) -> str:
+        """What the front calls it: the run's `method` param (sgd, dp-sgd, advreg, ...), else its optimizer."""
+        return self.params.get("method", self.optimizer)
+
+    @property
     def seed(self) -> str | None:
         return self.params.get("seed")
 
@@ -69,6 +74,12 @@ class ConfigResult:
     run_ids: tuple[str, ...]
     mean: Mapping[str, float]
     std: Mapping[str, float]
+    method: str | None = None  # sgd, sam, dp-sgd, advreg, selena+sharpreg, ...; None: the optimizer
+
+    @property
+    def label(self) -> str:
+        """The name of the configuration's method in tables, legends and the front."""
+        return self.method or self.optimizer
 
     @property
     def n(self) -> int:
@@ -102,11 +113,17 @@ def group_configs(trials: Sequence[TrialRecord]) -> list[ConfigResult]:
             config_id=key, dataset=first.dataset, optimizer=first.optimizer,
             params={k: v for k, v in sorted(first.params.items()) if k not in SEED_PARAMS},
             seeds=tuple(t.seed or "?" for t in members), run_ids=tuple(t.run_id for t in members),
-            mean=dict(zip(names, means.tolist())), std=dict(zip(names, stds.tolist()))))
+            mean=dict(zip(names, means.tolist())), std=dict(zip(names, stds.tolist())), method=first.method))
     return results
 
 
-def varying_params(configs: Sequence[ConfigResult], exclude: Sequence[str] = ("dataset", "optimizer")) -> list[str]:
+# What the method's name already says (catalog.method_name), never repeated beside it.
+METHOD_PARAMS = ("optimizer", "method", "defense", "selection")
+# Settings whose value here means "off": a row shows them only when on (label_smoothing=0.3, not =0 everywhere).
+OFF_VALUES = {"label_smoothing": 0.0}
+
+
+def varying_params(configs: Sequence[ConfigResult], exclude: Sequence[str] = ("dataset", *METHOD_PARAMS)) -> list[str]:
     """The params whose values differ between configurations: what tells two rows of a table apart."""
     keys = sorted({k for c in configs for k in c.params} - set(exclude))
     return [k for k in keys if len({c.params.get(k) for c in configs}) > 1]
@@ -119,6 +136,8 @@ def describe(config: ConfigResult, keys: Sequence[str]) -> str:
         if key in config.params:
             value = config.params[key]
             try:
+                if float(value) == OFF_VALUES.get(key):
+                    continue
                 value = f"{float(value):.4g}"
             except ValueError:
                 pass

@@ -5,8 +5,8 @@
     table2(configs) -> Table   each of those as a percent change of the mean against SGD on the same dataset
     render(table, "md" | "csv" | "latex") -> str
 
-One row per configuration (dataset, optimizer and the hyperparameters that differ between rows); a sweep at the
-paper's fixed hyperparameters has one per dataset and optimizer, as in the paper. Table 2's baseline on a
+One row per configuration (dataset, method: an optimizer or a defense, and the hyperparameters that differ between
+rows); a sweep at the paper's fixed hyperparameters has one per dataset and method, as in the paper. Table 2's baseline on a
 dataset is its SGD configuration with the highest mean test accuracy (the paper's tuned SGD).
 """
 
@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from samprivacy.catalog import OPTIMIZERS, POPULATION_ATTACKS, attack_measure_metric
+from samprivacy.catalog import DEFENSES, OPTIMIZERS, POPULATION_ATTACKS, TRAINING_DEFENSES, attack_measure_metric
 from samprivacy.errors import ConfigError
 from samprivacy.report.records import ConfigResult, describe, varying_params
 
@@ -28,6 +28,7 @@ BASELINE = "sgd"
 PAPER_COLUMNS = (("test_acc", "test acc"), ("single_query_acc", "single-query attack acc"),
                  ("label_only_acc", "label-only attack acc"))
 STRONG_MEASURES = (("auc", "AUC"), ("tpr_at_fpr_0.001", "TPR@0.1%FPR"))
+EPSILON = ("epsilon", "ε")  # DP rows: the epsilon the accountant spent (a number, not a percent)
 
 
 @dataclass(frozen=True)
@@ -57,42 +58,57 @@ def metric_columns(configs: Sequence[ConfigResult]) -> list[tuple[str, str]]:
 
 
 def _order(configs: Sequence[ConfigResult]) -> list[ConfigResult]:
-    rank = {name: i for i, name in enumerate(OPTIMIZERS)}
-    return sorted(configs, key=lambda c: (c.dataset, rank.get(c.optimizer, len(rank)), c.optimizer,
+    # optimizers first (their catalog order), then each defense (with DP as the catalog names it, dp-sgd)
+    names = [*OPTIMIZERS, "dp-sgd", *DEFENSES, *TRAINING_DEFENSES]
+    rank = {name: i for i, name in enumerate(names)}
+    return sorted(configs, key=lambda c: (c.dataset, rank.get(c.label, len(rank)), c.label,
                                           -(c.value("test_acc") if math.isfinite(c.value("test_acc")) else -1)))
 
 
-def _labels(config: ConfigResult, keys: list[str]) -> tuple[Cell, ...]:
-    cells = [Cell(text=config.dataset), Cell(text=config.optimizer)]
+def _epsilon(configs: Sequence[ConfigResult]) -> bool:
+    return any(math.isfinite(c.value(EPSILON[0])) for c in configs)
+
+
+def _labels(config: ConfigResult, keys: list[str], epsilon: bool = False) -> tuple[Cell, ...]:
+    cells = [Cell(text=config.dataset), Cell(text=config.label)]
+    if epsilon:
+        cells.append(Cell(config.value(EPSILON[0]), kind="number"))
     if keys:
         cells.append(Cell(text=describe(config, keys) or "-"))
     return (*cells, Cell(text=str(config.n)))
 
 
-def _label_headers(keys: list[str]) -> tuple[str, ...]:
-    return ("dataset", "optimizer", *(["config"] if keys else []), "seeds")
+def _label_headers(keys: list[str], epsilon: bool = False) -> tuple[str, ...]:
+    return ("dataset", "method", *([EPSILON[1]] if epsilon else []), *(["config"] if keys else []), "seeds")
 
 
 def table1(configs: Sequence[ConfigResult]) -> Table:
     """Mean ± std over seeds of each configuration's test and attack accuracies (Table 1)."""
     if not configs:
         raise ConfigError("no finished trial runs to report yet; wait for the sweep's trials to finish")
-    columns, keys = metric_columns(configs), varying_params(configs)
-    rows = tuple((*_labels(c, keys), *(Cell(c.value(m), c.error(m)) for m, _ in columns)) for c in _order(configs))
+    columns, keys, eps = metric_columns(configs), varying_params(configs), _epsilon(configs)
+    rows = tuple((*_labels(c, keys, eps), *(Cell(c.value(m), c.error(m)) for m, _ in columns))
+                 for c in _order(configs))
     notes = ["values in %: mean ± sample standard deviation over seeds (- with one seed)"]
+    if eps:
+        notes.append("ε: what the DP accountant (Opacus, RDP) says the training spent, at δ = 1 / training-set "
+                     "size unless the spec sets target_delta; - for methods without DP")
+    if any(c.label.startswith("memguard") for c in configs):
+        notes.append("memguard changes confidence vectors, never labels: label-only attacks see it undefended by "
+                     "design")
     if not any(m == "label_only_acc" for m, _ in columns):
         notes.append("no label-only attack ran: add `label_only` to the spec's attacks for that column")
     if any(m.startswith(POPULATION_ATTACKS) for m, _ in columns):
         notes.append("population attacks: AUC and TPR from one ROC pooled over each trial's targets; a TPR its "
                      "non-members cannot reach (FPR below 1 / non-members) is left out of the mean")
     return Table("Table 1: test accuracy and membership-inference attack accuracy",
-                 (*_label_headers(keys), *(f"{h} (%)" for _, h in columns)), rows, tuple(notes))
+                 (*_label_headers(keys, eps), *(f"{h} (%)" for _, h in columns)), rows, tuple(notes))
 
 
 def _baselines(configs: Sequence[ConfigResult]) -> dict[str, ConfigResult]:
     best: dict[str, ConfigResult] = {}
     for c in configs:
-        if c.optimizer == BASELINE and (c.dataset not in best or c.value("test_acc") > best[c.dataset].value("test_acc")):
+        if c.label == BASELINE and (c.dataset not in best or c.value("test_acc") > best[c.dataset].value("test_acc")):
             best[c.dataset] = c
     return best
 
@@ -109,20 +125,21 @@ def table2(configs: Sequence[ConfigResult]) -> Table:
     if not baselines:
         raise ConfigError(f"Table 2 compares against {BASELINE}, and the sweep has no finished {BASELINE} run; add "
                           f"`{BASELINE}: {{}}` under the spec's optimizers (or use --table 1)")
-    columns, keys = metric_columns(configs), varying_params(configs)
+    columns, keys, eps = metric_columns(configs), varying_params(configs), _epsilon(configs)
     rows = []
     for c in _order(configs):
         base = baselines.get(c.dataset)
         if base is None:
             continue
-        rows.append((*_labels(c, keys), *(Cell(_change(c.value(m), base.value(m)), kind="change") for m, _ in columns)))
+        rows.append((*_labels(c, keys, eps),
+                     *(Cell(_change(c.value(m), base.value(m)), kind="change") for m, _ in columns)))
     notes = [f"change of the mean against {BASELINE} on the same dataset, in % of the {BASELINE} value "
              f"(as the paper's Table 2); baseline: the {BASELINE} configuration with the best mean test accuracy"]
     missing = sorted({c.dataset for c in configs} - set(baselines))
     if missing:
         notes.append(f"left out (no {BASELINE} run to compare with): {', '.join(missing)}")
     return Table(f"Table 2: change against {BASELINE} (%)",
-                 (*_label_headers(keys), *(f"{h} change" for _, h in columns)), tuple(rows), tuple(notes))
+                 (*_label_headers(keys, eps), *(f"{h} change" for _, h in columns)), tuple(rows), tuple(notes))
 
 
 # -- rendering ----------------------------------------------------------------------------------------------------
@@ -132,6 +149,8 @@ def _text(cell: Cell, latex: bool = False) -> str:
         return cell.text.replace("_", r"\_") if latex else cell.text
     if not math.isfinite(cell.value):
         return "-"
+    if cell.kind == "number":
+        return f"{cell.value:.2f}"
     if cell.kind == "change":
         text = f"{cell.value:+.2f}%"
         return text.replace("%", r"\%") if latex else text

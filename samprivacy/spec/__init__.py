@@ -10,12 +10,12 @@
 from samprivacy.spec.errors import SpecError
 from samprivacy.spec.load import load_spec, parse_spec
 from samprivacy.spec.params import (ATTACK_NAMES, DATASET_NAMES, MODEL_NAMES, OBJECTIVE_METRICS, SAMPLER_NAMES,
-                                    OptimizerSpace, Param, TrainSpace, field_kind)
+                                    DefenseSpace, OptimizerSpace, Param, TrainSpace, field_kind)
 from samprivacy.spec.sweep import ResolvedStorage, Resources, SamplerSpec, StorageSpec, SweepSpec
-from samprivacy.spec.trial import (OPTIMIZER_PARAMS, OPTIMIZERS, SINGLE_QUERY_ATTACKS, LiraOptions, Population,
+from samprivacy.spec.trial import (SINGLE_QUERY_ATTACKS, LiraOptions, Population,
                                    RmiaOptions, TrialConfig, parse_trial_config)
 
-__all__ = ["ATTACK_NAMES", "DATASET_NAMES", "MODEL_NAMES", "OBJECTIVE_METRICS", "OPTIMIZERS", "OPTIMIZER_PARAMS", "SAMPLER_NAMES",
-           "SINGLE_QUERY_ATTACKS", "LiraOptions", "OptimizerSpace", "Population", "RmiaOptions", "Param", "ResolvedStorage", "Resources", "SamplerSpec",
+__all__ = ["ATTACK_NAMES", "DATASET_NAMES", "MODEL_NAMES", "OBJECTIVE_METRICS", "SAMPLER_NAMES",
+           "SINGLE_QUERY_ATTACKS", "DefenseSpace", "LiraOptions", "OptimizerSpace", "Population", "RmiaOptions", "Param", "ResolvedStorage", "Resources", "SamplerSpec",
            "SpecError", "StorageSpec", "SweepSpec", "TrainSpace", "TrialConfig", "field_kind", "load_spec",
            "parse_spec", "parse_trial_config"]

@@ -210,6 +210,28 @@ class OptimizerSpace(_ParamGroup):
     swa_lr: Param | None = None
 
 
+class DefenseSpace(_ParamGroup):
+    """A defense on the front (catalog.DEFENSES or TRAINING_DEFENSES): the optimizer it runs with and that
+    optimizer's own parameters, label smoothing and epoch selection, and the defense's parameters. Which apply
+    is checked by SweepSpec."""
+
+    optimizer: str = "sgd"
+    rho: Param | None = None
+    lam: Param | None = None
+    xi: Param | None = None
+    label_smoothing: Param | None = None
+    selection: Param | None = None
+    max_grad_norm: Param | None = None
+    noise_multiplier: Param | None = None
+    target_epsilon: Param | None = None
+    target_delta: Param | None = None
+    adv_alpha: Param | None = None
+    adv_steps: Param | None = None
+    selena_k: Param | None = None
+    selena_l: Param | None = None
+    memguard_budget: Param | None = None
+
+
 class TrainSpace(_ParamGroup):
     """Training fields of TrialConfig: Params (searchable) plus fixed model settings."""
 
@@ -220,6 +242,8 @@ class TrainSpace(_ParamGroup):
     weight_decay: Param | None = None
     schedule: Param | None = None
     base_optimizer: Param | None = None
+    label_smoothing: Param | None = None
+    selection: Param | None = None
     model: str | None = None
     hidden: tuple[PositiveInt, ...] | None = None
     split_seed: NonNegativeInt | None = None

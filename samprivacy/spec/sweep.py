@@ -28,6 +28,7 @@ from samprivacy.spec.params import (
     MODEL_NAMES,
     OBJECTIVE_METRICS,
     SAMPLER_NAMES,
+    DefenseSpace,
     OptimizerSpace,
     Param,
     TrainSpace,
@@ -35,7 +36,8 @@ from samprivacy.spec.params import (
     field_kind,
 )
 from samprivacy import catalog
-from samprivacy.spec.trial import (OPTIMIZER_PARAMS, OPTIMIZERS, Population, population_problems,
+from samprivacy.spec import defenses as defense_spaces
+from samprivacy.spec.trial import (Population, population_problems,
                                   resolve_attacks)
 
 
@@ -122,7 +124,9 @@ class SweepSpec(_Spec):
     repeats: PositiveInt = Field(1, description=(
         "seeds each configuration runs on (one Tune trial per seed; Optuna is told the mean). > 1: `seeds` lists "
         "exactly that many (default 0..repeats-1) and is no search dimension"))
-    optimizers: dict[str, OptimizerSpace]
+    optimizers: dict[str, OptimizerSpace] = Field(default_factory=dict)
+    defenses: dict[str, DefenseSpace] = Field(default_factory=dict, description=(
+        "defenses on the front beside the optimizers, each with its own conditional parameters (docs/defenses.md)"))
     train: TrainSpace = TrainSpace()
     attacks: tuple[str, ...] | None = None
     population: Population | None = Field(None, description="K models per trial for LiRA / RMIA (docs/spec.md)")
@@ -194,19 +198,18 @@ class SweepSpec(_Spec):
             example = ", ".join(f"{o}: {{}}" for o in v)
             raise_problems([("", f"must map each optimizer to its parameters, e.g. {{{example}}}")])
         if isinstance(v, dict):
-            problems += [] if v else [("", "must name at least one optimizer, e.g. {sgd: {}, sam: {rho: 0.05}}")]
             for name, keys in v.items():
-                if name not in OPTIMIZERS:
-                    problems.append((str(name), f"unknown optimizer; {did_you_mean(name, OPTIMIZERS)}"
-                                                f"use one of {', '.join(OPTIMIZERS)}"))
+                if name not in catalog.OPTIMIZERS:
+                    problems.append((str(name), f"unknown optimizer; {did_you_mean(name, catalog.OPTIMIZERS)}"
+                                                f"use one of {', '.join(catalog.OPTIMIZERS)}"))
                     continue
                 keys = {k for k, x in keys.items() if x is not None} if isinstance(keys, dict) else set()
-                for key in sorted(keys & set(catalog.OPTIMIZER_PARAMS) - set(OPTIMIZER_PARAMS[name])):
-                    problems.append((f"{name}.{key}", f"{name} takes no {key}; remove it or move it under "
-                                                      f"{' or '.join(catalog.takers(key))}"))
+                problems += [(f"{name}.{key}", problem) for key in sorted(keys & set(catalog.OPTIMIZER_PARAMS))
+                             if (problem := catalog.misplaced_param(name, key))]
                 if name == "sharpreg":
-                    problems += [(f"sharpreg.{k}", f"required for sharpreg (the paper uses {k}: {d})")
-                                 for k, d in (("lam", 1.5), ("xi", 0.3)) if k not in keys]
+                    preset = catalog.OPTIMIZERS[name].preset
+                    problems += [(f"sharpreg.{k}", f"required for sharpreg (the paper uses {k}: {preset[k]})")
+                                 for k in ("lam", "xi") if k not in keys]
         try:
             v = handler(v)
         except ValidationError as exc:
@@ -218,7 +221,22 @@ class SweepSpec(_Spec):
                 problems.append(("sharpreg", f"1 + lam - xi must stay positive, but lam can be {lam_low} "
                                              f"with xi {xi_high}; raise lam or lower xi"))
         raise_problems(problems)
-        return {name: v[name] for name in OPTIMIZERS if name in v}  # canonical order: reordering YAML keys is no change
+        return {name: v[name] for name in catalog.OPTIMIZERS if name in v}  # canonical order: reordering YAML keys is no change
+
+    @field_validator("defenses", mode="wrap")
+    @classmethod
+    def _defenses(cls, v: Any, handler) -> dict[str, DefenseSpace]:
+        if not isinstance(v, dict):
+            raise_problems([("", "must map each defense to its parameters, e.g. {dp: {noise_multiplier: 1.0}}")])
+        problems: list[Problem] = [p for name, keys in v.items() for p in defense_spaces.raw_problems(name, keys)]
+        try:
+            v = handler(v)
+        except ValidationError as exc:
+            raise_problems(problems + error_problems(exc, [*DefenseSpace.model_fields, *Param.model_fields]))
+        if not problems:
+            problems += [p for name, space in v.items() for p in defense_spaces.space_problems(name, space)]
+        raise_problems(problems)
+        return {name: v[name] for name in defense_spaces.DEFENSE_NAMES if name in v}  # canonical order
 
     @field_validator("objectives")
     @classmethod
@@ -236,7 +254,8 @@ class SweepSpec(_Spec):
 
     @model_validator(mode="after")
     def _budget(self) -> "SweepSpec":
-        problems = []
+        problems = [] if self.methods else [("optimizers", "must name at least one optimizer (or a defense under "
+                                                           "`defenses`), e.g. {sgd: {}, sam: {rho: 0.05}}")]
         if self.sampler.name == "grid":
             problems += [(path, "sampler grid needs finite values: give {choices: [...]} or a step")
                          for path, p, integer in self._searched() if p.values(integer) is None]
@@ -271,7 +290,11 @@ class SweepSpec(_Spec):
         out = []
         for metric in self.objectives:
             need = catalog.metric_needs(metric)
-            if need == ("population",) and self.population is None:
+            if need == ("defense", "dp") and (self.optimizers or set(self.defenses) - {"dp"}):
+                out.append((f"objectives.{metric}", "is reported only by DP trials, and this sweep has others ("
+                                                    f"{', '.join(m for m in self.methods if m != 'dp')}); "
+                                                    "keep only defenses.dp or choose another objective"))
+            elif need == ("population",) and self.population is None:
                 out.append((f"objectives.{metric}", "is reported only by trials with a population; add "
                                                     "`population` or choose another objective"))
             elif need[:1] == ("attack",) and need[1] not in attacks:
@@ -287,6 +310,7 @@ class SweepSpec(_Spec):
     def _searched(self):
         """(path, Param, integer?) of every Param that varies, optimizers' and training's."""
         groups = [(f"optimizers.{o}", s) for o, s in self.optimizers.items()] + [("train", self.train)]
+        groups += [(f"defenses.{d}", s) for d, s in self.defenses.items()]
         return [(f"{prefix}.{name}", p, field_kind(name) == "int")
                 for prefix, group in groups for name, p in group.params().items() if not p.is_fixed]
 
@@ -316,7 +340,7 @@ class SweepSpec(_Spec):
         def size(group) -> int | None:
             sizes = [p.values(field_kind(n) == "int") for n, p in group.params().items()]
             return None if None in sizes else math.prod(len(s) for s in sizes)
-        per_optimizer = [size(s) for s in self.optimizers.values()]
+        per_optimizer = [size(s) for s in (*self.optimizers.values(), *self.defenses.values())]
         common = size(self.train)
         if common is None or None in per_optimizer:
             return None
@@ -328,12 +352,28 @@ class SweepSpec(_Spec):
                                   "population": self.population}
         fields |= {k: v for k in ("model", "hidden", "split_seed", "augment", "amp")
                    if (v := getattr(self.train, k)) is not None}
-        groups = [self.train] + (list(self.optimizers.values()) if len(self.optimizers) == 1 else [])
+        groups = [self.train] + ([self.method_space(self.methods[0])] if len(self.methods) == 1 else [])
         fields |= {k: p.fixed for g in groups for k, p in g.params().items() if p.is_fixed}
-        for key, options in (("dataset", self.datasets), ("seed", self.seeds), ("optimizer", tuple(self.optimizers))):
+        for key, options in (("dataset", self.datasets), ("seed", self.seeds)):
             if len(options) == 1:
                 fields[key] = options[0]
+        if len(self.methods) == 1:
+            fields |= self.method_fields(self.methods[0])
         return fields
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """What the front compares: the optimizers, then the defenses (their names are distinct)."""
+        return (*self.optimizers, *self.defenses)
+
+    def method_space(self, method: str) -> OptimizerSpace | DefenseSpace:
+        return self.optimizers[method] if method in self.optimizers else self.defenses[method]
+
+    def method_fields(self, method: str) -> dict[str, Any]:
+        """The TrialConfig fields that choosing `method` fixes (optimizer; a defense's defense and options)."""
+        if method in self.optimizers:
+            return {"optimizer": method}
+        return defense_spaces.method_fields(method, self.defenses[method])
 
     def canonical_json(self) -> str:
         """Every setting, defaults included, keys sorted: equal specs give equal text whatever the YAML looked like."""

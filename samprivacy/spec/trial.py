@@ -4,7 +4,7 @@ reports pass around. `Population`: the optional model population a trial's stron
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,9 +19,6 @@ from samprivacy import catalog
 from samprivacy.errors import ConfigError
 from samprivacy.spec.errors import did_you_mean, problems, raise_problems
 
-OPTIMIZERS = tuple(catalog.OPTIMIZERS)
-# Which optimizer takes which hyperparameter: catalog.OPTIMIZERS is the one table.
-OPTIMIZER_PARAMS = {name: entry.params for name, entry in catalog.OPTIMIZERS.items()}
 SINGLE_QUERY_ATTACKS = tuple(n for n, e in catalog.ATTACKS.items() if e.family == "threshold")
 # LiRA's paper: below 64 shadow models a variance shared by all examples beats per-example estimates.
 PER_EXAMPLE_VARIANCE_FROM = 64
@@ -59,7 +56,8 @@ class RmiaOptions(_Frozen):
 class Population(_Frozen):
     """K models of one trial configuration, each trained on a random `fraction` of the member pool."""
 
-    models: int = Field(8, ge=1, le=4096, description="K: models of the trial's configuration")
+    FLAG_VALUE: ClassVar[str] = "models"  # `samprivacy trial --population K` (spec.flags)
+    models: int = Field(8, ge=1, le=4096, description="models of the trial's configuration (K)")
     fraction: float = Field(0.5, gt=0.0, lt=1.0, description="share of the pool each model trains on")
     pool: Literal["all", "members"] = Field("all", description=(
         "all: every example outside the held-out test and validation sets (the LiRA protocol, as many negatives "
@@ -110,40 +108,80 @@ def minimum_models(fraction: float) -> int:
     return next(k for k in range(2, 4096) if min(membership_counts(k, fraction)) >= SHADOWS_PER_GROUP + 1)
 
 
+def _preset(param: str, key: str | None = None, unit: str = "") -> str:
+    """Which optimizers take `param`, and what None means: the catalog preset's value (written only there)."""
+    defaults = ", ".join(f"{o}: {catalog.OPTIMIZERS[o].preset[key or param]}{' ' * bool(unit)}{unit}"
+                         for o in catalog.takers(param))
+    return f"{', '.join(catalog.takers(param))} only; None = the preset's ({defaults})"
+
+
+def _default(param: str) -> str:
+    return f"None = {catalog.DEFENSE_DEFAULTS[param]}"
+
+
 class TrialConfig(_Frozen):
     """Everything that determines one trial: data, model, optimizer, budget, seed, attacks, population."""
 
-    dataset: str = "digits"
-    data_root: str | None = None
-    download: bool = False
+    dataset: str = Field("digits", description=" | ".join(catalog.DATASETS))
+    data_root: str | None = Field(None, description="folder with the dataset's canonical files (purchase100, "
+                                                    "texas100, cifar)")
+    download: bool = Field(False, description="let torchvision download CIFAR into data_root")
     dataset_options: dict[str, bool | int | float | str] | None = Field(None, description=(
         "the source's own options, e.g. longtail's {n: 6000, binary: true} (`load_dataset` checks the names)"))
-    model: str | None = Field(None, description="model name; None picks the dataset's default")
-    hidden: tuple[int, ...] | None = Field(None, description="hidden sizes of the FC model")
-    optimizer: str = "sgd"
-    base_optimizer: Literal["sgd", "adam"] = "sgd"
-    rho: float | None = Field(None, ge=0.0, description="radius ρ; sam/asam/sharpreg only; None = preset default")
-    lam: float | None = Field(None, description="sharpness weight λ; only sharpreg takes it")
-    xi: float | None = Field(None, description="anti-overfitting weight ξ; only sharpreg takes it")
-    swa_start: float | None = Field(None, gt=0.0, lt=1.0, description="swa: fraction of epochs before averaging "
-                                                                      "starts; None = 0.75")
-    swa_lr: float | None = Field(None, gt=0.0, description="swa: constant lr while averaging; None = lr / 2")
-    lr: float = Field(0.05, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(5e-4, ge=0.0)
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(64, ge=1)
-    seed: int = Field(0, ge=0)
+    model: str | None = Field(None, description=f"{' | '.join(catalog.MODELS)}; None picks the dataset's default")
+    hidden: tuple[int, ...] | None = Field(None, description="hidden layer sizes of fc/mlp, e.g. 1024,512,256")
+    optimizer: str = Field("sgd", description=" | ".join(catalog.OPTIMIZERS))
+    base_optimizer: Literal["sgd", "adam"] = Field("sgd", description="the step under the sharpness-aware "
+                                                                      "update: sgd (with momentum) or adam")
+    rho: float | None = Field(None, ge=0.0, description=f"neighbourhood radius ρ; {_preset('rho')}")
+    lam: float | None = Field(None, description=f"sharpness weight λ > 0; {_preset('lam')}")
+    xi: float | None = Field(None, description=f"anti-overfitting weight ξ >= 0; {_preset('xi')}")
+    swa_start: float | None = Field(None, gt=0.0, lt=1.0, description=(
+        f"fraction of epochs before averaging starts; {_preset('swa_start')}"))
+    swa_lr: float | None = Field(None, gt=0.0, description=(
+        f"constant learning rate while averaging; {_preset('swa_lr', 'swa_lr_scale', 'times lr')}"))
+    lr: float = Field(0.05, gt=0.0, description="learning rate of the base optimizer")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="momentum of sgd (adam ignores it)")
+    weight_decay: float = Field(5e-4, ge=0.0, description="L2 weight decay")
+    schedule: Literal["cosine", "step", "constant"] = Field("cosine", description=(
+        "learning-rate schedule, stepped once per epoch (step: x0.1 at 1/2 and 3/4 of the epochs)"))
+    epochs: int = Field(30, ge=1, description="passes over the training data")
+    batch_size: int = Field(64, ge=1, description="examples per step")
+    seed: int = Field(0, ge=0, description="seed of the weights and of the batch order")
     split_seed: int | None = Field(None, ge=0, description="seed of the member/non-member split; None = seed")
     augment: bool | None = Field(None, description="random crops (4-pixel padding) and flips; images only; "
                                                    "None = on for image datasets")
     amp: bool | None = Field(None, description="bf16 autocast; None = on for CUDA")
-    attacks: tuple[str, ...] | None = Field(None, description="attack names; None runs every attack the trial can")
-    population: Population | None = Field(None, description="train K models and run the population attacks")
+    attacks: tuple[str, ...] | None = Field(None, description="attack names (`samprivacy catalog` lists them); "
+                                                              "None runs every attack the trial can")
+    population: Population | None = Field(None, description=(
+        "train K models on random halves of the member pool and run LiRA / RMIA with each in turn as the target"))
     device: str | None = Field(None, description="'cpu', 'cuda', ...; None picks CUDA when available")
+    # Defenses (learn/defenses, docs/defenses.md): at most one per trial, its parameters conditional on it.
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "label smoothing of the cross-entropy (Szegedy et al.), any optimizer or defense; 0 = off"))
+    selection: Literal["best_val", "last"] = Field("best_val", description=(
+        "which epoch's weights a trial keeps: best_val (early stopping on the validation split) or last"))
+    defense: str | None = Field(None, description=" | ".join(catalog.DEFENSES) + "; None = no defense")
+    max_grad_norm: float | None = Field(None, gt=0.0, description=(
+        f"dp: per-sample clipping norm C; {_default('max_grad_norm')}"))
+    noise_multiplier: float | None = Field(None, ge=0.0, description=(
+        f"dp: noise std / C; None = from target_epsilon if given, else {catalog.DEFENSE_DEFAULTS['noise_multiplier']}"))
+    target_epsilon: float | None = Field(None, gt=0.0, description=(
+        "dp: the epsilon to spend in `epochs` (Opacus picks the noise); instead of noise_multiplier"))
+    target_delta: float | None = Field(None, gt=0.0, lt=1.0, description="dp: delta; None = 1 / training-set size")
+    adv_alpha: float | None = Field(None, ge=0.0, description=(
+        f"advreg: weight α of the inference model's membership probability in the loss; {_default('adv_alpha')}"))
+    adv_steps: int | None = Field(None, ge=1, description=(
+        f"advreg: inference-model steps per classifier step; {_default('adv_steps')}"))
+    selena_k: int | None = Field(None, ge=2, le=256, description=f"selena: K sub-models; {_default('selena_k')}")
+    selena_l: int | None = Field(None, ge=1, description=(
+        f"selena: L, the sub-models each example is left out of (< K); {_default('selena_l')}"))
+    memguard_budget: float | None = Field(None, ge=0.0, le=2.0, description=(
+        f"memguard: L1 distortion budget of the confidence vector per query; {_default('memguard_budget')}"))
 
-    @field_validator("rho", "lr", "momentum", "weight_decay", "lam", "xi", "swa_start", "swa_lr")
+    @field_validator("rho", "lr", "momentum", "weight_decay", "lam", "xi", "swa_start", "swa_lr", "label_smoothing",
+                     *catalog.DEFENSE_PARAMS)
     @classmethod
     def _finite(cls, v: float | None, info) -> float | None:
         if v is not None and not math.isfinite(v):
@@ -155,6 +193,14 @@ class TrialConfig(_Frozen):
     def _known_optimizer(cls, v: str) -> str:
         if v not in catalog.OPTIMIZERS:
             raise ValueError(f"unknown optimizer {v!r}; use one of {', '.join(catalog.OPTIMIZERS)}")
+        return v
+
+    @field_validator("defense")
+    @classmethod
+    def _known_defense(cls, v: str | None) -> str | None:
+        if v is not None and v not in catalog.DEFENSES:
+            raise ValueError(f"unknown defense {v!r}; {did_you_mean(v, catalog.DEFENSES)}use one of "
+                             f"{', '.join(catalog.DEFENSES)}, or leave it out")
         return v
 
     @field_validator("attacks")
@@ -172,12 +218,17 @@ class TrialConfig(_Frozen):
     @model_validator(mode="after")
     def _own_params_only(self) -> "TrialConfig":
         for name in catalog.OPTIMIZER_PARAMS:
-            if getattr(self, name) is not None and name not in OPTIMIZER_PARAMS[self.optimizer]:
-                takers = ", ".join(f"'{o}'" for o in catalog.takers(name))
-                raise ValueError(f"`{name}` applies only to {takers} (got optimizer '{self.optimizer}'); "
-                                 f"drop `{name}` or choose one of those")
+            if getattr(self, name) is not None and (problem := catalog.misplaced_param(self.optimizer, name)):
+                raise ValueError(problem)
+        raise_problems(catalog.defense_problems(self.defense, self.optimizer,
+                                                {p: getattr(self, p) for p in catalog.DEFENSE_PARAMS}))
         raise_problems(population_problems(self.attacks, self.population))
         return self
+
+    @property
+    def method(self) -> str:
+        """The name a front, a table row and a legend give this configuration's method (catalog.method_name)."""
+        return catalog.method_name(self.optimizer, self.defense, self.label_smoothing, self.selection)
 
     def attack_names(self) -> tuple[str, ...]:
         """The attacks this trial runs: `attacks`, or every attack it can (population ones with a population)."""

@@ -18,7 +18,7 @@ from samprivacy.errors import ConfigError
 from samprivacy.files import write_json_atomic
 from samprivacy.spec import ResolvedStorage, SweepSpec, parse_spec
 from samprivacy.report import pareto, plots
-from samprivacy.sweep.space import missing_params
+from samprivacy.sweep.space import configuration, method_of, missing_params
 from samprivacy.sweep.study import (ATTR_COPY_OF, ATTR_DUPLICATE_OF, ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, ATTR_UNITS,
                                     STOP_REASON, bookkeeping_failure, load_study)
 
@@ -134,7 +134,7 @@ def live_progress(sweep: Sweep) -> dict:
 def front_rows(sweep: Sweep, rows: list[dict] | None = None) -> list[dict]:
     rows = [r for r in measured_rows(rows if rows is not None else trial_rows(sweep)) if r["state"] == "COMPLETE"]
     table = pareto.pareto_table(rows, sweep.spec.objectives)
-    return [r for r in table if r["pareto"]]
+    return [{**r, "configuration": configuration(sweep.spec, r["params"])} for r in table if r["pareto"]]
 
 
 def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
@@ -145,7 +145,8 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
     points = np.array([[r[n] for n in names] for r in rows], dtype=float).reshape(len(rows), len(names))
     mask = pareto.non_dominated(points, modes) if rows else np.zeros(0, bool)
     report = {"name": spec.name, "objectives": dict(spec.objectives), "complete": len(rows),
-              "front": [r for r, on in zip(rows, mask) if on], "hypervolume": None, "files": {}}
+              "front": [{**r, "configuration": configuration(spec, r["params"])} for r, on in zip(rows, mask) if on],
+              "hypervolume": None, "files": {}}
     if len(names) == 2:
         reference = pareto.default_reference(modes)
         report["hypervolume"] = pareto.hypervolume_2d(points, modes, reference) if rows else 0.0
@@ -154,7 +155,7 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if len(names) == 2 and rows:
         labels = [f"trial {r['number']} ({r['trial_id'] or ', '.join(r['trial_ids'])})" for r in rows]
-        groups = [r["params"].get("optimizer", next(iter(spec.optimizers))) for r in rows]  # colour by optimizer
+        groups = [method_of(spec, r["params"]) for r in rows]  # colour by method (optimizer or defense)
         kwargs = dict(names=names, mask=mask, labels=labels, groups=groups, title=f"{spec.name}: Pareto front")
         report["files"]["png"] = str(plots.plot_front_png(points, modes, out / "pareto.png", **kwargs))
         report["files"]["html"] = str(plots.plot_front_html(points, modes, out / "pareto.html",

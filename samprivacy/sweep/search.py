@@ -22,7 +22,8 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from samprivacy.sweep.progress import watch
-from samprivacy.sweep.space import (config_from_params, config_id, directions, make_sampler, missing_params,
+from samprivacy.sweep.space import (config_from_params, config_id, directions, make_sampler, method_of,
+                                    missing_params,
                                     suggest_params, unit_seeds)
 from samprivacy.sweep.study import (ATTR_COPY_OF, ATTR_DUPLICATE_OF, ATTR_FAIL_REASON, ATTR_TUNE_TRIAL, ATTR_UNITS,
                                     INTERRUPTED, objective_values, optuna_storage, proposal_outcomes, units_attr)
@@ -188,7 +189,7 @@ class SweepSearch(Searcher):
             self.tracker.set_tags(run_id, {TAG_TRIAL: trial_id})
             return run_id
         return self.tracker.child_run(trial_id, self.ctx.parent_run_id, search=False, params={},  # the worker logs them
-                                      run_name=f"{params.get('optimizer', next(iter(self.ctx.spec.optimizers)))}-{trial_id}",
+                                      run_name=f"{method_of(self.ctx.spec, params)}-{trial_id}",
                                       tags={TAG_CONFIG: unit.config_id, TAG_SEED: str(unit.seed), "pareto": "false"})
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

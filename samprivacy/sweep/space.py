@@ -2,8 +2,10 @@
 
 Parameter names (the keys of Optuna's `trial.params`; stable across resume because they depend on the spec only):
   dataset, seed, optimizer     categorical, suggested only when the spec lists more than one
+  method                       instead of optimizer when the spec has `defenses`: an optimizer or a defense
   <optimizer>.<name>           the chosen optimizer's own searched parameters: sam.rho, asam.rho,
                                sharpreg.rho, sharpreg.lam, sharpreg.xi (conditional: an sgd trial has none)
+  <defense>.<name>             the chosen defense's: dp.noise_multiplier, advreg.adv_alpha, selena.selena_k, ...
   <train field>                epochs, batch_size, lr, momentum, weight_decay, schedule, base_optimizer
 A fixed value (a number, a one-element choice, low == high) is never suggested: it goes straight into the
 TrialConfig, so it is no search dimension. Suggestion order: dataset, seed, optimizer, its parameters, training.
@@ -26,7 +28,8 @@ from samprivacy.errors import ConfigError
 from samprivacy.spec import Param, SweepSpec, TrialConfig, field_kind, parse_trial_config
 
 __all__ = ["SAMPLERS", "ConditionalGridSampler", "config_from_params", "config_id", "directions", "grid_combos",
-           "make_sampler", "missing_params", "param_names", "suggest_params", "suggest_trial_config", "unit_seeds"]
+           "configuration", "make_sampler", "method_key", "method_of", "missing_params", "param_names", "suggest_params",
+           "suggest_trial_config", "unit_seeds"]
 
 
 def directions(spec: SweepSpec) -> list[str]:
@@ -34,24 +37,37 @@ def directions(spec: SweepSpec) -> list[str]:
     return ["maximize" if mode == "max" else "minimize" for mode in spec.objective_modes]
 
 
+def method_key(spec: SweepSpec) -> str:
+    """The categorical parameter that picks what a trial compares: `optimizer`, or `method` once the spec has
+    defenses (a sweep of optimizers alone keeps its parameter names, so its studies resume unchanged)."""
+    return "method" if spec.defenses else "optimizer"
+
+
+def method_of(spec: SweepSpec, params: dict[str, Any]) -> str:
+    """The optimizer or defense a trial's params chose (the only one when the spec has one)."""
+    return params.get(method_key(spec), spec.methods[0])
+
+
 def _categorical(spec: SweepSpec) -> dict[str, tuple]:
     """The top-level categorical dimensions: only those with more than one option."""
-    options = {"dataset": spec.datasets, "seed": spec.searched_seeds, "optimizer": tuple(spec.optimizers)}
+    options = {"dataset": spec.datasets, "seed": spec.searched_seeds, method_key(spec): spec.methods}
     return {name: values for name, values in options.items() if len(values) > 1}
 
 
-def _searched(spec: SweepSpec, optimizer: str) -> dict[str, tuple[str, Param]]:
-    """{parameter name: (TrialConfig field, Param)} of what a trial with `optimizer` searches, in suggestion order."""
-    own = {f"{optimizer}.{field}": (field, p) for field, p in spec.optimizers[optimizer].params().items()}
-    train = {field: (field, p) for field, p in spec.train.params().items()}
+def _searched(spec: SweepSpec, method: str) -> dict[str, tuple[str, Param]]:
+    """{parameter name: (TrialConfig field, Param)} of what a trial with `method` searches, in suggestion order;
+    a defense's training options (label_smoothing, selection) override the spec's `train` ones."""
+    own = {f"{method}.{field}": (field, p) for field, p in spec.method_space(method).params().items()}
+    train = {field: (field, p) for field, p in spec.train.params().items()
+             if field not in spec.method_space(method).params()}
     return {name: fp for name, fp in (own | train).items() if not fp[1].is_fixed}
 
 
 def param_names(spec: SweepSpec) -> list[str]:
-    """Every parameter name the space can suggest (each trial has a subset: its optimizer's)."""
+    """Every parameter name the space can suggest (each trial has a subset: its method's)."""
     names = list(_categorical(spec))
-    for optimizer in spec.optimizers:
-        names += [n for n in _searched(spec, optimizer) if n not in names]
+    for method in spec.methods:
+        names += [n for n in _searched(spec, method) if n not in names]
     return names
 
 
@@ -66,8 +82,7 @@ def _suggest(trial: optuna.Trial, name: str, field: str, p: Param) -> Any:
 def suggest_params(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
     """Define-by-run: suggest the categorical choices, then only the chosen optimizer's parameters, then training."""
     params = {name: trial.suggest_categorical(name, list(values)) for name, values in _categorical(spec).items()}
-    optimizer = params.get("optimizer", next(iter(spec.optimizers)))
-    for name, (field, p) in _searched(spec, optimizer).items():
+    for name, (field, p) in _searched(spec, method_of(spec, params)).items():
         params[name] = _suggest(trial, name, field, p)
     return params
 
@@ -76,22 +91,34 @@ def missing_params(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
     """The parameters a trial's define-by-run would have suggested but `params` lacks: not empty for an Optuna
     trial asked but interrupted before (or while) its parameters were chosen. Such params are no configuration:
     `config_from_params` would fill the gaps with defaults."""
-    optimizer = params.get("optimizer", next(iter(spec.optimizers)))
-    if optimizer not in spec.optimizers:
-        return ["optimizer"]
-    return [name for name in [*_categorical(spec), *_searched(spec, optimizer)] if name not in params]
+    method = method_of(spec, params)
+    if method not in spec.methods:
+        return [method_key(spec)]
+    return [name for name in [*_categorical(spec), *_searched(spec, method)] if name not in params]
 
 
 def config_from_params(spec: SweepSpec, params: dict[str, Any]) -> TrialConfig:
     """The TrialConfig of a trial: the spec's fixed fields plus Optuna's params (e.g. a FrozenTrial's on resume)."""
     fields = spec.fixed_trial_fields()
-    fields |= {key: params[key] for key in ("dataset", "seed", "optimizer") if key in params}
+    fields |= {key: params[key] for key in ("dataset", "seed") if key in params}
     fields["dataset_options"] = spec.dataset_options.get(fields["dataset"])
-    optimizer = fields["optimizer"]
-    for field, p in spec.optimizers[optimizer].params().items():
-        fields[field] = p.fixed if p.is_fixed else params[f"{optimizer}.{field}"]
+    method = method_of(spec, params)
+    fields |= spec.method_fields(method)
     fields |= {field: params[field] for field, p in spec.train.params().items() if not p.is_fixed}
+    for field, p in spec.method_space(method).params().items():
+        fields[field] = p.fixed if p.is_fixed else params[f"{method}.{field}"]
     return parse_trial_config(fields)
+
+
+def configuration(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """What the printed front names a proposal by: its method (catalog.method_name: 'dp-sgd', 'selena+sharpreg')
+    and every setting of that method plus the searched training ones, fixed values included (a front row whose
+    parameters the spec fixes still says what they are)."""
+    method = method_of(spec, params)
+    config = config_from_params(spec, params)
+    fields = [*spec.method_space(method).params(), *(f for f, p in spec.train.params().items() if not p.is_fixed)]
+    fields += [key for key in ("dataset", "seed") if key in params]
+    return {"method": config.method, "settings": {f: getattr(config, f) for f in dict.fromkeys(fields)}}
 
 
 def unit_seeds(spec: SweepSpec, params: dict[str, Any]) -> tuple[int, ...]:
@@ -114,11 +141,11 @@ def suggest_trial_config(trial: optuna.Trial, spec: SweepSpec) -> TrialConfig:
 
 def grid_combos(spec: SweepSpec) -> list[dict[str, Any]]:
     """Every distinct parameter combination (conditional: sgd combos carry no sam.rho), as Optuna params."""
-    top, combos = _categorical(spec), []
-    for optimizer in spec.optimizers:
-        dims = {name: values for name, values in top.items() if name != "optimizer"}
-        dims |= {"optimizer": (optimizer,)} if "optimizer" in top else {}
-        for name, (field, p) in _searched(spec, optimizer).items():
+    top, combos, key = _categorical(spec), [], method_key(spec)
+    for method in spec.methods:
+        dims = {name: values for name, values in top.items() if name != key}
+        dims |= {key: (method,)} if key in top else {}
+        for name, (field, p) in _searched(spec, method).items():
             values = p.values(field_kind(field) == "int")
             if values is None:  # SweepSpec rejects this for sampler grid; reached only when called on another spec
                 raise ConfigError(f"{name}: a grid needs finite values; give {{choices: [...]}} or a step")

@@ -108,9 +108,11 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     config = trial_config(ctx, params)
     tracker = _tracker(ctx)
-    logged = {**config.model_dump(exclude_none=True), "optuna_trial": params.get("optuna_trial")}
+    # `method` (sgd, sam, dp-sgd, advreg, ...): what the report's rows and colours are named by
+    logged = {**config.model_dump(exclude_none=True), "method": config.method,
+              "optuna_trial": params.get("optuna_trial")}
     run_id = params.get("mlflow_run_id") or tracker.child_run(  # no run id: the driver has no MLflow run for it
-        trial_id, ctx.parent_run_id, run_name=f"{config.optimizer}-{trial_id}", params=logged)
+        trial_id, ctx.parent_run_id, run_name=f"{config.method}-{trial_id}", params=logged)
     run = tracker.client.get_run(run_id)
     settled = _settled(run, ctx.spec.objective_names)
     if settled is not None:  # it ended before the driver stopped (a resume took it up): report it, re-run nothing

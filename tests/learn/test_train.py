@@ -1,4 +1,4 @@
-import dataclasses
+import typing
 
 import pytest
 import torch
@@ -6,6 +6,7 @@ import torch
 from samprivacy.errors import ConfigError, TrainingDiverged
 from samprivacy.learn.models import build_model
 from samprivacy.learn.train import TrainConfig, frozen_batchnorm, train
+from samprivacy.spec import TrialConfig
 
 from .conftest import make_blobs
 
@@ -13,7 +14,7 @@ from .conftest import make_blobs
 def fit(dataset, **kw):
     torch.manual_seed(0)
     model = build_model("mlp", dataset.input_shape, dataset.num_classes, hidden=(16,))
-    cfg = TrainConfig(**{"epochs": 5, "batch_size": 16, "lr": 0.1, "device": "cpu", **kw})
+    cfg = TrialConfig(**{"epochs": 5, "batch_size": 16, "lr": 0.1, "device": "cpu", **kw})
     return train(model, dataset, cfg)
 
 
@@ -46,7 +47,7 @@ def test_resume_from_an_epoch_checkpoint_matches_an_uninterrupted_run(blobs):
             saved.update(checkpoint())
 
     torch.manual_seed(0)
-    cfg = TrainConfig(optimizer="sam", epochs=5, batch_size=16, lr=0.1, device="cpu")
+    cfg = TrialConfig(optimizer="sam", epochs=5, batch_size=16, lr=0.1, device="cpu")
     model = build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,))
     full = train(model, blobs, cfg, on_epoch=on_epoch)
     model2 = build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,))
@@ -61,8 +62,11 @@ def test_divergence_raises_naming_the_epoch(blobs):
 
 
 def test_unknown_schedule_is_a_config_error(blobs):
+    # TrialConfig refuses it first; train() checks again for any other object with TrainConfig's fields
+    unchecked = TrialConfig(epochs=1, device="cpu").model_copy(update={"schedule": "warmup"})
+    model = build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,))
     with pytest.raises(ConfigError, match="schedule"):
-        fit(blobs, schedule="warmup")
+        train(model, blobs, unchecked)
 
 
 def test_batchnorm_statistics_follow_the_first_pass_only():
@@ -78,14 +82,17 @@ def test_batchnorm_statistics_follow_the_first_pass_only():
     model(x)
     assert not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
     assert bn.momentum == 0.1
-    result = train(model, data, TrainConfig(optimizer="sam", epochs=2, batch_size=16, device="cpu", augment=False))
+    result = train(model, data, TrialConfig(optimizer="sam", epochs=2, batch_size=16, device="cpu", augment=False))
     assert result.test_acc > 0.5
 
 
-def test_training_config_is_recorded(blobs):
-    result = fit(blobs, optimizer="sam", rho=0.2)
-    assert result.config == dataclasses.asdict(TrainConfig(optimizer="sam", rho=0.2, epochs=5, batch_size=16,
-                                                           lr=0.1, device="cpu"))
+def test_train_reads_trial_config_fields_of_the_same_type():
+    # TrainConfig names what train() reads; TrialConfig defines each of those fields (and its default), once
+    hints = typing.get_type_hints(TrainConfig)
+    assert {"optimizer", "rho", "lr", "epochs", "swa_lr"} <= set(hints)
+    for name, hint in hints.items():
+        field = TrialConfig.model_fields[name].annotation
+        assert field == hint or (hint is str and typing.get_origin(field) is typing.Literal), (name, hint, field)
 
 
 def test_swa_returns_the_average_of_the_last_epochs_weights(blobs):
@@ -96,7 +103,7 @@ def test_swa_returns_the_average_of_the_last_epochs_weights(blobs):
 
     torch.manual_seed(0)
     model = build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,))
-    cfg = TrainConfig(optimizer="swa", epochs=8, batch_size=16, lr=0.1, swa_start=0.5, swa_lr=0.02, device="cpu")
+    cfg = TrialConfig(optimizer="swa", epochs=8, batch_size=16, lr=0.1, swa_start=0.5, swa_lr=0.02, device="cpu")
     result = train(model, blobs, cfg, on_epoch=on_epoch)
     # floor(0.5 * 8) + 1 = 5: epochs 5..8 are averaged, at the constant swa_lr
     expected = {k: torch.stack([s[k] for s in snapshots[4:]]).mean(0) for k in snapshots[0]}
@@ -113,7 +120,7 @@ def test_swa_resumes_with_its_running_average(blobs):
         if row["epoch"] == 6:
             saved.update(checkpoint())
 
-    cfg = TrainConfig(optimizer="swa", epochs=8, batch_size=16, lr=0.1, swa_start=0.5, device="cpu")
+    cfg = TrialConfig(optimizer="swa", epochs=8, batch_size=16, lr=0.1, swa_start=0.5, device="cpu")
     torch.manual_seed(0)
     full = train(build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,)), blobs, cfg,
                  on_epoch=on_epoch)
@@ -127,7 +134,7 @@ def test_swa_recomputes_batchnorm_statistics_for_the_average():
     data = make_blobs(dim=8, image=True)
     torch.manual_seed(0)
     model = build_model("cnn", data.input_shape, data.num_classes, hidden=(4, 4))
-    cfg = TrainConfig(optimizer="swa", epochs=4, batch_size=16, lr=0.05, device="cpu", augment=False)
+    cfg = TrialConfig(optimizer="swa", epochs=4, batch_size=16, lr=0.05, device="cpu", augment=False)
     result = train(model, data, cfg)
     bn = next(m for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     # update_bn: a cumulative average over one pass of the training data, counted in num_batches_tracked
@@ -143,9 +150,9 @@ def test_augmentation_is_on_for_images_by_default_and_can_be_turned_off():
     data = make_blobs(dim=8, image=True)
     torch.manual_seed(0)
     base = dict(optimizer="sgd", epochs=2, batch_size=16, device="cpu")
-    plain = train(build_model("cnn", data.input_shape, 3, hidden=(4, 4)), data, TrainConfig(augment=False, **base))
+    plain = train(build_model("cnn", data.input_shape, 3, hidden=(4, 4)), data, TrialConfig(augment=False, **base))
     torch.manual_seed(0)
-    augmented = train(build_model("cnn", data.input_shape, 3, hidden=(4, 4)), data, TrainConfig(**base))
+    augmented = train(build_model("cnn", data.input_shape, 3, hidden=(4, 4)), data, TrialConfig(**base))
     assert plain.history[0]["train_loss"] != augmented.history[0]["train_loss"]
 
 
@@ -153,7 +160,7 @@ def test_a_population_model_trains_on_the_rows_it_is_given(blobs):
     index = blobs.splits.train[:10]
     torch.manual_seed(0)
     model = build_model("mlp", blobs.input_shape, blobs.num_classes, hidden=(16,))
-    result = train(model, blobs, TrainConfig(epochs=1, batch_size=4, device="cpu"), train_index=index)
+    result = train(model, blobs, TrialConfig(epochs=1, batch_size=4, device="cpu"), train_index=index)
     # 10 rows in batches of 4: three steps, and train_acc is a count over 10 rows
     assert result.history[0]["train_acc"] * 10 == pytest.approx(round(result.history[0]["train_acc"] * 10))
     assert result.train_acc * 10 == pytest.approx(round(result.train_acc * 10))

@@ -156,6 +156,16 @@ def test_a_stacked_population_gives_the_results_of_training_in_a_row(finished):
         assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), key
 
 
+@pytest.mark.parametrize("variant", [{"defense": "advreg"}, {"label_smoothing": 0.1}, {"selection": "last"}])
+def test_training_variants_the_stack_does_not_know_train_one_model_at_a_time(variant):
+    from samprivacy.learn.data import load_dataset
+    from samprivacy.pipeline.members import stack_models
+
+    dataset = load_dataset("digits", seed=0)
+    assert stack_models(population_config(), dataset) > 1  # plain training of this FC stacks
+    assert stack_models(population_config(**variant), dataset) == 1
+
+
 def test_a_population_larger_than_one_stack_trains_stack_after_stack(finished, monkeypatch):
     # the digits FC (64 -> 32 -> 10) holds 2,410 float32 parameters: a budget of 4 models gives stacks [0-3], [4, 5]
     monkeypatch.setitem(stacked_module.STACK_BYTES, "cpu", 4 * 2410 * 4)

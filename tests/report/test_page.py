@@ -27,7 +27,7 @@ def test_the_description_starts_with_a_one_line_summary_then_plot_and_front():
     assert "(#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=samprivacy-front)" in text
     assert "[sweep summary](#/experiments/7/runs/S)" in text and text.rstrip().endswith("**Table 1**")
     table = page.front_table(results()).splitlines()
-    assert table[0] == "| optimizer | config | seeds | test_acc | attack_acc | MLflow |"
+    assert table[0] == "| method | config | seeds | test_acc | attack_acc | MLflow |"
     assert table[2].startswith("| sam | rho=0.05 | 1 | 0.9000 | 0.7000 | [sam-r3](#/experiments/7/runs/r3) |")
     assert table[3].startswith("| sgd | - | 2 | 0.8100 ± 0.0141 | 0.6100 ± 0.0141 | [2 runs](")
     assert "searchFilter=tags.%60samprivacy.config_id%60%20%3D%20%27" in table[3]
@@ -42,8 +42,8 @@ def test_saved_views_round_trip_in_the_uis_format():
     assert state["searchFilter"] == ("tags.`samprivacy.sweep` = 'demo' and tags.`samprivacy.kind` = 'trial' "
                                      "and tags.pareto = 'true'")
     assert state["orderByKey"] == "metrics.`test_acc`" and state["orderByAsc"] is False
-    assert state["selectedColumns"] == ["metrics.`test_acc`", "metrics.`attack_acc`", "params.`optimizer`",
-                                        "params.`rho`", "params.`seed`", "tags.`pareto`"]
+    assert state["selectedColumns"] == ["metrics.`test_acc`", "metrics.`attack_acc`", "params.`method`",
+                                        "params.`optimizer`", "params.`rho`", "params.`seed`", "tags.`pareto`"]
     # the keys the UI itself writes (captured from MLflow 3.17.2 saving a view): none missing, none extra
     assert set(state) == {"searchFilter", "orderByKey", "orderByAsc", "startTime", "lifecycleFilter",
                           "datasetsFilter", "modelVersionFilter", "selectedColumns", "columnOrder", "columnWidths",

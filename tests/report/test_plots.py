@@ -83,3 +83,15 @@ def test_html_points_link_to_their_runs_and_show_their_configuration(tmp_path):
     data = _data(page)
     assert {d["link"] for d in data} == set(links) and {d["details"]["optimizer"] for d in data} == {"sam", "sgd"}
     assert 'window.open(d.link, "_top")' in page and "click it to open its MLflow run" in page
+
+
+def test_every_method_of_a_defense_front_gets_its_own_colour_and_defenses_their_own_marker():
+    from samprivacy.report.plots import group_colours, group_markers
+
+    methods = ["sgd", "sam", "sharpreg", "dp-sgd", "advreg", "selena", "memguard", "label_smoothing", "last_epoch",
+               "selena+sharpreg"]
+    colours, markers = group_colours(methods), group_markers(methods)
+    assert len(set(colours.values())) == len(methods)
+    assert {markers[m] for m in ("sgd", "sam", "sharpreg")} == {"o"}
+    defenses = [markers[m] for m in methods[3:]]
+    assert "o" not in defenses and len(set(defenses)) == len(defenses)

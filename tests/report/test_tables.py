@@ -27,7 +27,7 @@ CONFIGS = group_configs([
 
 def test_table1_is_mean_and_std_in_percent_per_optimizer():
     table = tables.table1(CONFIGS)
-    assert table.headers == ("dataset", "optimizer", "seeds", "test acc (%)", "single-query attack acc (%)",
+    assert table.headers == ("dataset", "method", "seeds", "test acc (%)", "single-query attack acc (%)",
                              "label-only attack acc (%)")
     text = tables.to_markdown(table)
     assert "| digits | sgd | 2 | 81.00 ± 1.41 | 61.00 ± 1.41 | 51.00 ± 1.41 |" in text
@@ -65,7 +65,7 @@ def test_table2_without_sgd_names_the_fix_and_leaves_out_datasets_without_a_base
 
 def test_csv_is_machine_readable_and_latex_compiles_to_a_tabular():
     rows = list(csv.reader(io.StringIO(tables.render(tables.table1(CONFIGS), "csv"))))
-    assert rows[0][:5] == ["dataset", "optimizer", "seeds", "test acc", "test acc std"]
+    assert rows[0][:5] == ["dataset", "method", "seeds", "test acc", "test acc std"]
     assert rows[1][:5] == ["digits", "sgd", "2", "0.81", "0.0141421"] and rows[3][4] == ""
     latex = tables.render(tables.table2(CONFIGS), "latex")
     assert r"\begin{tabular}{lllrrr}" in latex and r"+4.94\%" in latex and latex.count(r"\\") == 4  # header + 3 rows
