@@ -21,7 +21,6 @@ Results agree with `train` to float tolerance (a batched matmul sums in another 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from typing import Any, Callable, cast
@@ -156,9 +155,10 @@ def _evaluate(net: StackedNet, x: torch.Tensor, y: torch.Tensor, amp: bool, para
 
 
 def _shared_config(configs: list[TrainConfig]) -> TrainConfig:
-    first = dataclasses.replace(configs[0], seed=0)
+    fields = [name for name in TrainConfig.__annotations__ if name != "seed"]  # what train reads, but the seed
+    first = [getattr(configs[0], name) for name in fields]
     for c in configs[1:]:
-        if dataclasses.replace(c, seed=0) != first:
+        if [getattr(c, name) for name in fields] != first:
             raise ConfigError("stacked models must share one configuration except their seeds; train them in a row")
     return configs[0]
 
@@ -290,5 +290,5 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
     seconds = (time.perf_counter() - start) / k_models
     return [TrainResult(model=model, best_epoch=best_epochs[k], history=copy.deepcopy(state["history"][k]),
                         train_acc=accuracy["train"][k], val_acc=accuracy["val"][k], test_acc=accuracy["test"][k],
-                        seconds=seconds, device=str(device), config=dataclasses.asdict(configs[k]))
+                        seconds=seconds, device=str(device))
             for k, model in enumerate(net.unstack(final))]

@@ -3,8 +3,6 @@ end (same weights per model to float tolerance), for every optimizer family and 
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -14,6 +12,7 @@ from samprivacy.learn.models import build_model
 from samprivacy.learn.population import balanced_membership
 from samprivacy.learn.stacked import STACK_BYTES, stack_size, stackable, train_stacked
 from samprivacy.learn.train import TrainConfig, train
+from samprivacy.spec import TrialConfig
 
 from .conftest import make_blobs
 
@@ -37,7 +36,7 @@ def population(dataset, seeds=SEEDS, model="mlp", hidden=(16,)):
 
 def both_ways(dataset, config: TrainConfig, **kw):
     models, indices = population(dataset, **kw)
-    configs = [dataclasses.replace(config, seed=s) for s in SEEDS]
+    configs = [config.model_copy(update={"seed": s}) for s in SEEDS]
     sequential = [train(m, dataset, c, train_index=i) for m, c, i in zip(models(), configs, indices)]
     stacked = train_stacked(models(), dataset, configs, indices)
     return sequential, stacked
@@ -60,7 +59,7 @@ def assert_same(sequential, stacked, atol=2e-5):
     ("sgd", {"base_optimizer": "adam", "lr": 0.01}), ("sam", {"base_optimizer": "adam", "lr": 0.01}),
 ])
 def test_a_stacked_population_ends_with_the_weights_of_training_each_model_alone(optimizer, extra):
-    config = TrainConfig(optimizer=optimizer, epochs=4, batch_size=24, device="cpu", **extra)
+    config = TrialConfig(optimizer=optimizer, epochs=4, batch_size=24, device="cpu", **extra)
     sequential, stacked = both_ways(make_blobs(), config)
     assert_same(sequential, stacked)
     # the models differ from one another: each has its own seed, subset and order
@@ -69,7 +68,7 @@ def test_a_stacked_population_ends_with_the_weights_of_training_each_model_alone
 
 
 def test_the_paper_fc_with_tanh_and_swa_stacks_too():
-    config = TrainConfig(optimizer="swa", epochs=4, batch_size=32, device="cpu", swa_start=0.4)
+    config = TrialConfig(optimizer="swa", epochs=4, batch_size=32, device="cpu", swa_start=0.4)
     sequential, stacked = both_ways(make_blobs(), config, model="fc", hidden=(24, 12))
     assert_same(sequential, stacked)
     assert all(r.best_epoch == 4 for r in stacked)
@@ -78,7 +77,7 @@ def test_the_paper_fc_with_tanh_and_swa_stacks_too():
 def test_a_stack_resumed_from_an_epoch_checkpoint_matches_an_uninterrupted_stack():
     dataset = make_blobs()
     models, indices = population(dataset)
-    configs = [TrainConfig(optimizer="sam", rho=0.1, epochs=3, batch_size=24, device="cpu", seed=s) for s in SEEDS]
+    configs = [TrialConfig(optimizer="sam", rho=0.1, epochs=3, batch_size=24, device="cpu", seed=s) for s in SEEDS]
     saved, seen = {}, []
 
     def on_epoch(rows, checkpoint):
@@ -101,17 +100,17 @@ def test_what_cannot_stack_is_refused_with_the_way_out():
     assert not stackable(build_model("cnn", (1, 8, 8), 3))
     images = make_blobs(image=True)
     models, indices = population(images, model="fc", hidden=(8,))
-    configs = [TrainConfig(epochs=1, device="cpu", seed=s) for s in SEEDS]
+    configs = [TrialConfig(epochs=1, device="cpu", seed=s) for s in SEEDS]
     with pytest.raises(ConfigError, match="in a row"):
         train_stacked(models(), images, configs, indices)  # augmentation is on for images
     with pytest.raises(ConfigError, match="except their seeds"):
-        train_stacked(models(), images, [dataclasses.replace(configs[0], lr=0.1), *configs[1:]], indices)
+        train_stacked(models(), images, [configs[0].model_copy(update={"lr": 0.1}), *configs[1:]], indices)
 
 
 def test_a_diverging_model_in_the_stack_names_the_epoch():
     dataset = make_blobs()
     models, indices = population(dataset)
-    configs = [TrainConfig(lr=1e6, epochs=3, device="cpu", seed=s) for s in SEEDS]
+    configs = [TrialConfig(lr=1e6, epochs=3, device="cpu", seed=s) for s in SEEDS]
     with pytest.raises(TrainingDiverged, match="epoch"):
         train_stacked(models(), dataset, configs, indices)
 
