@@ -299,6 +299,57 @@ def test_the_launcher_config_passes_ray_s_validation():
         assert "export RAY_AUTH_MODE=token;" in command and "ray stop" not in command
 
 
+def launcher_problems(config: dict) -> list[str]:
+    """Least privilege of the AWS launcher: Ray's defaults are an instance profile with EC2 and S3 full access
+    and a security group with SSH open to the world, on nodes with public addresses."""
+    problems = []
+    if config["provider"].get("use_internal_ips") is not True:
+        problems.append("nodes get public addresses (use_internal_ips is not true)")
+    if "security_group" in config["provider"]:
+        problems.append("provider.security_group: Ray's own group, SSH open to 0.0.0.0/0")
+    profiles = {}
+    for name, node_type in config["available_node_types"].items():
+        node = node_type["node_config"]
+        arn = node.get("IamInstanceProfile", {}).get("Arn", "")
+        if ":instance-profile/samprivacy-" not in arn:
+            problems.append(f"{name}: no instance profile of its own (Ray's default has EC2 and S3 full access)")
+        profiles[name] = arn
+        if not node.get("SecurityGroupIds"):
+            problems.append(f"{name}: no security group of its own (Ray's default opens SSH to the world)")
+        if not node.get("SubnetIds"):
+            problems.append(f"{name}: no private subnets named")
+        if node.get("NetworkInterfaces") and any(i.get("AssociatePublicIpAddress") for i in node["NetworkInterfaces"]):
+            problems.append(f"{name}: a public address")
+    head = config["head_node_type"]
+    if any(arn == profiles[head] for name, arn in profiles.items() if name != head):
+        problems.append("a worker has the head's instance profile (the head's may launch instances)")
+    return problems
+
+
+def test_the_launcher_has_least_privilege():
+    assert launcher_problems(launcher_config()) == []
+    (env_file,) = re.findall(r"cat > ~/\.samprivacy/aws\.env <<EOF\n(.*?)\n\s*EOF", README, re.S)
+    assert "MLFLOW_TRACKING_PASSWORD" in env_file and "AWS_" not in env_file  # S3 from the instance profile
+    cidrs = re.findall(r"--cidr[= ](\S+)", re.sub(r"\\\n\s*", " ", README))
+    assert cidrs and "0.0.0.0/0" not in cidrs  # SSH only from the named admin CIDR
+    assert "sslmode=require" in README and "https://" in README  # RDS over TLS, MLflow behind TLS
+
+
+@pytest.mark.parametrize("break_it", [
+    lambda c: c["provider"].pop("use_internal_ips"),
+    lambda c: c["available_node_types"]["head"]["node_config"].pop("IamInstanceProfile"),
+    lambda c: c["available_node_types"]["gpu_worker"]["node_config"].pop("SecurityGroupIds"),
+    lambda c: c["provider"].update(security_group={"GroupName": "ray", "IpPermissions": []}),
+    lambda c: c["available_node_types"]["cpu_worker"]["node_config"].update(
+        IamInstanceProfile=c["available_node_types"]["head"]["node_config"]["IamInstanceProfile"]),
+], ids=["public addresses", "no head profile", "default security group", "Ray's security group",
+        "a worker with the head's profile"])
+def test_the_launcher_check_fails_on_a_regression(break_it):
+    config = launcher_config()
+    break_it(config)
+    assert launcher_problems(config) != []
+
+
 @pytest.mark.parametrize("break_it", [
     lambda c: c.update(max_worker=3),
     lambda c: c["available_node_types"]["gpu_worker"].update(min_workers="zero"),
@@ -579,8 +630,11 @@ def test_cloud_access_is_workload_identity_scoped_per_service_account():
         account = template["spec"]["serviceAccountName"]
         assert account in accounts, where
         assert template["spec"].get("automountServiceAccountToken") is (where.endswith("/head")), where
-    for role in ("samprivacy-ray", "samprivacy-mlflow"):  # the README holds each role's bucket-scoped policy
-        assert f"role/{role}" in README or f"--role-name {role}" in README, role
+    # the README makes each role with a policy on its own bucket only, trusted by its own ServiceAccount
+    (loop,) = re.findall(r"for role in (samprivacy-ray:\S+ \S+); do", README)
+    made = {name: (bucket, account) for name, bucket, account in (r.split(":") for r in loop.split())}
+    assert made == {"samprivacy-ray": ("samprivacy-runs", "samprivacy-ray"),
+                    "samprivacy-mlflow": ("samprivacy-mlflow", "mlflow")}
 
 
 def _mutate(kind: str, name: str, change) -> list[dict]:
