@@ -256,7 +256,6 @@ was changed. Set $var to a free port"
 # The claim is made with noclobber: of two up.sh with one name, only one gets it.
 claim_name() {
   mkdir -p "$(dirname "$CLAIM")"
-  rm -f "$CLAIM.$$"
   [[ $(claim_owner) == "$SPR_STATE" ]] && return 0
   local owner; owner=$(claim_owner)
   [[ -z $owner || -e $owner/settings.env ]] || rm -f "$CLAIM"  # a purged cluster's leftover claim
