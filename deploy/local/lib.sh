@@ -76,7 +76,9 @@ derive() {  # names and addresses that follow from the settings
   SPR_USER=${SPR_USER:-samprivacy}  # a settings.env from before SPR_USER existed
   CLAIM=/run/samprivacy-local/$SPR_NAME  # which state folder holds the name (and so the namespace, veth pair)
   # an array, not a function: `setsid` must exec it, so that the recorded pid is the service's own
-  AS_USER=(env HOME="$SPR_STATE/home" setpriv --reuid="$SPR_USER" --regid="$SPR_USER" --init-groups --no-new-privs --)
+  # TMPDIR too: a shared /tmp holds root-made folders (Ray's /tmp/_ray_lockfiles, made by a root Ray or client on
+  # this machine) that the service user cannot write, and Tune's restore fails on them
+  AS_USER=(env HOME="$SPR_STATE/home" TMPDIR="$SPR_STATE/tmp" setpriv --reuid="$SPR_USER" --regid="$SPR_USER" --init-groups --no-new-privs --)
   HEAD_IP=$SPR_SUBNET.1
   WORKER_IP=$SPR_SUBNET.2
   NETNS=$SPR_NAME-worker
@@ -97,7 +99,8 @@ secret() { cat "$SECRETS/$1"; }
 
 # -- running as the service user ------------------------------------------------------------------------------
 # setpriv execs the program (no root parent stays behind) after switching to SPR_USER; no_new_privs keeps a
-# setuid program from giving root back. HOME is the state folder's, so nothing writes root's home.
+# setuid program from giving root back. HOME and TMPDIR are the state folder's, so nothing writes root's home or
+# shares /tmp with other users.
 as_user() { "${AS_USER[@]}" "$@"; }
 
 ensure_user() {  # a system user with no login shell and no home of its own

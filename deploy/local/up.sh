@@ -39,7 +39,7 @@ claim_name
 write_settings
 chmod 755 "$SPR_STATE"  # SPR_USER reaches its folders inside; settings and pids stay root's
 mkdir -p "$PIDS"
-user_dir 700 "$LOGS" "$SPR_STATE/home" "$SPR_STATE/ray"
+user_dir 700 "$LOGS" "$SPR_STATE/home" "$SPR_STATE/tmp" "$SPR_STATE/ray"
 user_dir 755 "$SHARED"  # trials and drivers write it; clients on this machine read the results
 
 user_dir 700 "$SECRETS"

@@ -207,5 +207,12 @@ def test_a_lost_head_node_is_brought_back_and_resume_finishes_the_budget_once(lo
     workdir = local_cluster.shared / "runs" / name
     resumed = job_client(local_cluster).submit_job(
         entrypoint=f"python -m samprivacy.cli resume {name} --workdir {workdir}")
-    finish(local_cluster, name, resumed)
+    try:
+        finish(local_cluster, name, resumed)
+    except AssertionError as failed:  # what the resumed driver saw, and what Tune kept
+        experiments = sorted(str(p.relative_to(local_cluster.shared)) for p in (local_cluster.shared / "tune").glob(
+            f"{name}*/experiment_state-*.json"))
+        states = [(t.number, t.state.name, t.user_attrs.get("tune_trial_id")) for t in optuna_trials(local_cluster, name)]
+        raise AssertionError(f"{failed}\nsnapshots: {experiments}\noptuna: {states}\nresumed driver:\n"
+                             + job_client(local_cluster).get_job_logs(resumed)[-6000:]) from None
     assert len(mlflow_trial_runs(local_cluster, name)) == BUDGET
