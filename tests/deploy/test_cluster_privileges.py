@@ -85,7 +85,8 @@ def test_no_secret_is_on_a_command_line_while_services_restart(local_cluster):
 def test_the_watch_sees_a_secret_on_a_command_line(local_cluster):
     """The check above can fail: a process holding the token in its arguments is found."""
     token = local_cluster.secret("ray_token")
-    process = subprocess.Popen(["sh", "-c", "sleep 5", "sh", f"Authorization: Bearer {token}"])
+    # python keeps its arguments for its whole life (`sh -c` would exec `sleep` and drop them)
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"Authorization: Bearer {token}"])
     try:
         watch = CommandLineWatch(local_cluster.state)
         watch.scan()
