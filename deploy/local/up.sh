@@ -3,7 +3,7 @@
 #   PostgreSQL (MLflow's backend store, MLflow's users, the Optuna study), an S3-compatible object store (rclone),
 #   `mlflow server` with basic authentication serving artifacts from that store, and a Ray cluster with token
 #   authentication: a head node here and a worker node in its own network namespace, joined by a veth pair.
-# Usage (as root: it creates the network namespace):  deploy/local/up.sh
+# Usage (as root: it creates the network namespace; every service runs as SPR_USER):  deploy/local/up.sh
 # Settings are environment variables (deploy/README.md lists them); state, logs and credentials go to SPR_STATE
 # (default /var/tmp/samprivacy-local). deploy/local/down.sh stops exactly what this started.
 
@@ -12,7 +12,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 resolve_settings  # checks every setting first: a mistake is reported before anything changes
 [[ $(id -u) == 0 ]] || die "up.sh needs root: it creates a network namespace for the worker node (run it as root \
-with the venv activated, e.g. in sudo -i)"
+with the venv activated, e.g. in sudo -i); the services themselves run as the unprivileged SPR_USER"
 if [[ -f $SETTINGS ]]; then
   (load_settings; derive; for s in "${SERVICES[@]}"; do
      [[ -z $(recorded_pid "$s") ]] || die "a local cluster is already up in $SPR_STATE ($s is running); stop it \
@@ -20,32 +20,48 @@ with: SPR_STATE=$SPR_STATE $HERE/down.sh"
    done)
 fi
 derive
+preflight  # the name, the subnet and the ports are free: refused here, nothing has changed yet
+ensure_user  # the one change before the checks end: a system user, left in place by down.sh
+check_user_runs_the_venv
+
+# From here on, on any failure stop exactly what this run started (the services it recorded, the network it
+# made) and nothing else: a half-up cluster is worse than none, and another cluster's parts are not ours.
+network_made=false
+cleanup_failed_start() {
+  log "startup failed; stopping what this run started"
+  local i
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop "${SERVICES[i]}" || true; done
+  if $network_made; then network_down; elif [[ $(claim_owner) == "$SPR_STATE" ]]; then rm -f "$CLAIM"; fi
+}
+trap 'status=$?; ((status == 0)) || cleanup_failed_start' EXIT
+
+claim_name
 write_settings
-mkdir -p "$LOGS" "$PIDS" "$SHARED"
-chmod 755 "$SPR_STATE"  # the postgres user must reach its data folder inside
+chmod 755 "$SPR_STATE"  # SPR_USER reaches its folders inside; settings and pids stay root's
+mkdir -p "$PIDS"
+user_dir 700 "$LOGS" "$SPR_STATE/home" "$SPR_STATE/tmp" "$SPR_STATE/ray"
+user_dir 755 "$SHARED"  # trials and drivers write it; clients on this machine read the results
 
-# On any failure, stop what was started so far: a half-up cluster is worse than none.
-trap 'status=$?; ((status == 0)) || { log "startup failed; stopping what was started"; "$HERE/down.sh" || true; }' EXIT
-
-install -d -m 700 "$SECRETS"
+user_dir 700 "$SECRETS"
 for name in ray_token pg_mlflow pg_optuna s3_access_key s3_secret_key mlflow_admin_password mlflow_password \
             mlflow_flask_secret; do
-  [[ -s $SECRETS/$name ]] || (umask 077; openssl rand -hex 24 > "$SECRETS/$name")
+  [[ -s $SECRETS/$name ]] || secret_file "$name" "$(openssl rand -hex 24)"
 done
-(umask 077; printf '%s\n' "$HEAD_IP:$SPR_PG_PORT:*:mlflow:$(secret pg_mlflow)" \
-  "$HEAD_IP:$SPR_PG_PORT:*:optuna:$(secret pg_optuna)" > "$SECRETS/pgpass")
+secret_file pgpass "$HEAD_IP:$SPR_PG_PORT:*:mlflow:$(secret pg_mlflow)
+$HEAD_IP:$SPR_PG_PORT:*:optuna:$(secret pg_optuna)"
+secret_file ray_auth_header "Authorization: Bearer $(secret ray_token)"  # for curl -H @file
 
+network_made=true  # set first: a failure halfway through `ip` still removes what it made
 network_up
-start_postgres
+start_and_wait postgres
 create_databases
-start_s3
+start_and_wait s3
 start_mlflow     # the slowest to start (database migrations): in parallel with Ray
-start_ray_head
-wait_ready ray-head 120 "the Ray head's dashboard at $DASHBOARD" dashboard_up
+start_and_wait ray-head
 start_ray_worker
-wait_ready mlflow 120 "the MLflow server at $MLFLOW_URI" mlflow_healthy
+wait_service mlflow
 create_mlflow_user
-wait_ready ray-worker 120 "the worker node (two Ray nodes alive)" two_nodes
+wait_service ray-worker
 
 (umask 077; cat > "$SPR_STATE/cluster.env" <<ENV
 # source this file to use the local cluster from a shell: samprivacy submit, ray job, mlflow clients, service.sh
@@ -67,7 +83,8 @@ SPR_MLFLOW_URI=$MLFLOW_URI SPR_OPTUNA_URL=postgresql://optuna@$HEAD_IP:$SPR_PG_P
 trap - EXIT
 cat <<EOF
 samprivacy local cluster is up (state, logs and credentials in $SPR_STATE)
-  Ray dashboard   $DASHBOARD   token in $SECRETS/ray_token
+  running as      $SPR_USER (root holds only the network namespace and veth pair)
+  Ray dashboard   $DASHBOARD   token in $SECRETS/ray_token (curl -H @$SECRETS/ray_auth_header)
   Ray nodes       head $HEAD_IP ($SPR_HEAD_CPUS CPU), worker $WORKER_IP ($SPR_WORKER_CPUS CPU, network namespace $NETNS)
   MLflow UI       $MLFLOW_URI   user sweeper, password in $SECRETS/mlflow_password
                   (admin password in $SECRETS/mlflow_admin_password)

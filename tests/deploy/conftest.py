@@ -19,8 +19,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ class Cluster:
     dashboard: str
     mlflow_uri: str
     shared: Path
+    secrets_on_command_lines_during_up: list = field(default_factory=list)
 
     def secret(self, name: str) -> str:
         return (self.state / "secrets" / name).read_text().strip()
@@ -74,6 +76,84 @@ class Cluster:
                 "resources": {"cpu": 1, "gpu": 0}, "max_failures": 2, "checkpoint_interval_s": 0,
                 "storage": {"workdir": str(self.shared / "runs" / name), "tune_storage": str(self.shared / "tune"),
                             "mlflow_uri": self.mlflow_uri, "optuna_url": self.optuna_url}, **fields}
+
+
+SECRET_FILES = ("ray_token", "pg_mlflow", "pg_optuna", "s3_access_key", "s3_secret_key", "mlflow_admin_password",
+                "mlflow_password", "mlflow_flask_secret")
+
+
+class CommandLineWatch:
+    """Reads every process's command line (/proc/*/cmdline, readable by every local user) over and over in a
+    thread, and records each one that holds the value of a secret of the cluster in `state`: what any user
+    running `ps` would have seen. Secrets are read as they appear (up.sh writes them first)."""
+
+    def __init__(self, state: Path, period_s: float = 0.05):
+        self.state, self.period_s = state, period_s
+        self.found: list[tuple[str, int, str]] = []  # (secret name, pid, command line)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _secrets(self) -> dict[str, str]:
+        values = {}
+        for name in SECRET_FILES:
+            try:
+                value = (self.state / "secrets" / name).read_text().strip()
+            except OSError:
+                continue
+            if value:
+                values[name] = value
+        return values
+
+    def scan(self) -> None:
+        secrets_now = self._secrets()
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            for name, value in secrets_now.items():
+                if value in line and (name, int(proc.name)) not in {(n, p) for n, p, _ in self.found}:
+                    self.found.append((name, int(proc.name), line[:300]))
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.scan()
+            self._stop.wait(self.period_s)
+
+    def __enter__(self) -> "CommandLineWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def service_processes(state: Path) -> dict[str, list[tuple[int, int, str]]]:
+    """(pid, uid, command) of every process of each service up.sh recorded: the recorded process, its session
+    and all their descendants (as lib.sh's `tree` finds them)."""
+    table = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (proc / "stat").read_text()
+            uid = proc.stat().st_uid
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if fields[0] != "Z":
+            table[int(proc.name)] = (int(fields[1]), int(fields[3]), uid, command)  # ppid, session, uid
+    found = {}
+    for pid_file in (state / "pids").glob("*.pid"):
+        root = int(pid_file.read_text().split()[0])
+        keep = {root} | {p for p, (_, sid, _, _) in table.items() if sid == root}
+        grew = True
+        while grew:
+            grown = {p for p, (ppid, _, _, _) in table.items() if ppid in keep} - keep
+            keep |= grown
+            grew = bool(grown)
+        found[pid_file.stem] = sorted((p, table[p][2], table[p][3]) for p in keep if p in table)
+    return found
 
 
 def _unused_subnet() -> str:
@@ -117,15 +197,16 @@ def local_cluster():
                     "SPR_PG_PORT", "SPR_S3_PORT", "SPR_MLFLOW_PORT", "SPR_RAY_PORT", "SPR_DASHBOARD_PORT",
                     "SPR_RAY_CLIENT_PORT", "SPR_RAY_AGENT_PORT")}}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))} | settings
-    up = subprocess.run(["bash", str(DEPLOY / "up.sh")], env=env, capture_output=True, text=True,
-                        timeout=UP_TIMEOUT_S)
+    with CommandLineWatch(state) as watch:  # up.sh polls the services with curl: no token on its command line
+        up = subprocess.run(["bash", str(DEPLOY / "up.sh")], env=env, capture_output=True, text=True,
+                            timeout=UP_TIMEOUT_S)
     try:
         assert up.returncode == 0, f"up.sh failed:\n{up.stderr[-4000:]}"
         client_env = env | _read_env_file(state / "cluster.env") | {"PATH": f"{BIN}:{os.environ['PATH']}"}
         head, worker = f"{settings['SPR_SUBNET']}.1", f"{settings['SPR_SUBNET']}.2"
         yield Cluster(state=state, settings=settings, env=client_env, head_ip=head, worker_ip=worker,
                       dashboard=client_env["RAY_API_SERVER_ADDRESS"], mlflow_uri=client_env["MLFLOW_TRACKING_URI"],
-                      shared=Path(client_env["SPR_SHARED"]))
+                      shared=Path(client_env["SPR_SHARED"]), secrets_on_command_lines_during_up=watch.found)
     finally:
         recorded = {p.stem: p.read_text().split() for p in (state / "pids").glob("*.pid")}
         down = subprocess.run(["bash", str(DEPLOY / "down.sh"), "--purge"], env=env, capture_output=True,

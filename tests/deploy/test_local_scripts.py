@@ -28,6 +28,7 @@ def test_scripts_parse(script):
     ("SPR_SUBNET", "192.168.1", "SPR_SUBNET must be the first three numbers of a 10.x.y.0/24 network"),
     ("SPR_SUBNET", "10.300.0", "SPR_SUBNET must be"),
     ("SPR_NAME", "Bad_Name", "SPR_NAME must be 1-8 lowercase letters or digits"),
+    ("SPR_USER", "root", "SPR_USER must be an ordinary user name (not root)"),
     ("SPR_MLFLOW_PORT", "50x0", "SPR_MLFLOW_PORT must be a positive whole number"),
     ("SPR_RAY_PORT", "12000", "inside Ray's worker port range"),
     ("SPR_BIN", "/nonexistent", "no ray in SPR_BIN=/nonexistent"),
