@@ -295,7 +295,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     sweep = open_sweep(args.name, args.workdir)
     study = load_study(sweep.spec.name, sweep.storage.optuna_url)
-    command = dashboard_command(sweep.storage.optuna_url, study._study_id, host=args.host, port=args.port)
+    command = dashboard_command(sweep.storage.optuna_url, study.study_id, host=args.host, port=args.port)
     out.print(f"optuna-dashboard for study {escape(sweep.spec.name)}: [bold]{command.url}[/]  (Ctrl-C stops it)")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] listening on {args.host}: anyone who can reach it can edit the study "

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from samprivacy.compat import RUNTIME_ENV_LOGGER
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec, load_spec
 
@@ -46,8 +47,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 _ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 _CONNECT_TIMEOUT_S = 5.0
 CHECK_TIMEOUT_S = 120.0  # the interpreter check job: seconds on an idle cluster, longer when the head is busy
-_CHATTY_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
-                   "ray._private.runtime_env.packaging")
+_CHATTY_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk", RUNTIME_ENV_LOGGER)
 _START_HINT = "start one with `ray start --head --dashboard-host 127.0.0.1` or pass --address"
 _TOKEN_HINT = ("set RAY_AUTH_MODE=token and make the cluster's token available here: in ~/.ray/auth_token, in a "
                "file named by RAY_AUTH_TOKEN_PATH, or in RAY_AUTH_TOKEN (`ray get-auth-token` on the head node "

@@ -4,7 +4,7 @@ reports pass around. `Population`: the optional model population a trial's stron
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import (
     BaseModel,

@@ -34,7 +34,7 @@ class Watch:
 
     def status(self) -> dict:
         status = self.search.progress() if self.search is not None else {}
-        live = set(self.search.live) if self.search is not None else set()
+        live = set(self.search.connect().live) if self.search is not None else set()
         running = len(self.running & live)
         return status | {"running": running, "pending": len(live) - running, "note": self.note}
 

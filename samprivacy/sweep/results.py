@@ -70,7 +70,7 @@ def trial_rows(sweep: Sweep) -> list[dict]:
     seed), params, objective values (the mean over seeds, with `<objective>_std` when repeats > 1), the proposal
     it duplicates or copies, the failure reason."""
     spec = sweep.spec
-    study = load_study(spec.name, sweep.storage.optuna_url)
+    study = load_study(spec.name, sweep.storage.optuna_url).study
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state in (TrialState.RUNNING, TrialState.FAIL) and missing_params(spec, t.params):
@@ -105,7 +105,7 @@ def sweep_status(sweep: Sweep, rows: list[dict] | None = None, live: bool = True
     measured = measured_rows(rows)
     failures = [r for r in measured if r["state"] == "FAIL" and not _stale(r)]
     live = live_progress(sweep) if live else {}
-    study_attrs = load_study(sweep.spec.name, sweep.storage.optuna_url).user_attrs
+    study_attrs = load_study(sweep.spec.name, sweep.storage.optuna_url).study.user_attrs
     return {"name": sweep.spec.name, "budget": sweep.spec.n_trials, "repeats": sweep.spec.repeats,
             "complete": sum(r["state"] == "COMPLETE" for r in measured), "failed": len(failures),
             "duplicates": sum(r["duplicate_of"] is not None for r in rows),

@@ -11,7 +11,6 @@ summary run, the front in the experiment's description.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -23,8 +22,8 @@ from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
+from samprivacy.compat import clear_pending_trial_decisions
 from samprivacy.errors import ConfigError
-from samprivacy.files import write_json_atomic
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.cluster import join_cluster, start_ray  # noqa: F401 (start_ray: runner's API)
 from samprivacy.sweep.progress import TrialStates, watching
@@ -108,35 +107,6 @@ def _restorable(path: str) -> bool:
     return any(Path(path).glob("experiment_state-*.json"))
 
 
-# The per-trial decisions a Tune driver had pending when it stopped (Ray 2.60 saves them with the experiment)
-STALE_DECISIONS = ("_cached_trial_decisions", "_queued_trial_decisions")
-
-
-def _forget_stale_decisions(path: str) -> None:
-    """Tune saves its driver's pending per-trial decisions with the experiment state and restores them. A STOP
-    decided for an attempt that errored (its worker killed while it saved a checkpoint) then stops the resumed
-    attempt at its first checkpoint: the trial ends TERMINATED without its results. Those decisions belong to a
-    driver that is gone; clear them in the newest snapshot before Tune restores it."""
-    import pyarrow.fs
-
-    fs, root = pyarrow.fs.FileSystem.from_uri(path if "://" in path else str(Path(path).resolve()))
-    names = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
-                   if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json"))
-    if not names:
-        return
-    with fs.open_input_stream(names[-1]) as stream:
-        state = json.loads(stream.readall())
-    runner_data = state.get("runner_data", {})
-    if not any(runner_data.get(key) for key in STALE_DECISIONS):
-        return
-    runner_data.update({key: {} for key in STALE_DECISIONS})
-    if "://" in path:
-        with fs.open_output_stream(names[-1]) as stream:
-            stream.write(json.dumps(state).encode())
-    else:
-        write_json_atomic(names[-1], state, indent=None)
-
-
 def _tracker(sweep: Sweep) -> Tracker:
     # A tracking server chooses its own artifact store; a database (SQLite, PostgreSQL) needs one from us.
     local = not sweep.storage.mlflow_uri.startswith(("http://", "https://", "databricks"))
@@ -173,7 +143,7 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
     with watching(spec.name, sweep.storage.workdir / PROGRESS_FILE, on_progress, note) as watch:
         segment = 0
         while _restorable(sweep.segment_path(segment)):
-            _forget_stale_decisions(sweep.segment_path(segment))
+            clear_pending_trial_decisions(sweep.segment_path(segment))  # a dead driver's (samprivacy.compat)
             tuner = tune.Tuner.restore(sweep.segment_path(segment), trainable, resume_unfinished=True,
                                        resume_errored=True)
             grid = tuner.fit()
@@ -199,7 +169,7 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
             search = search.next_segment()
             segment += 1
         watch.search = search
-        outcome = finalize(sweep, tracker, parent, late, search.book.stop_reason())
+        outcome = finalize(sweep, tracker, parent, late, search.connect().book.stop_reason())
         watch.tick(force=True)
     return outcome | {"note": note}
 
@@ -223,7 +193,8 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
     completed by a copy. Tune has returned, so no trial is live: an Optuna trial still RUNNING belongs to none,
     and a trial run still RUNNING is either a failed trial's or an orphan's (started by a driver that died)."""
     spec = sweep.spec
-    study = load_study(spec.name, sweep.storage.optuna_url)
+    handle = load_study(spec.name, sweep.storage.optuna_url)
+    study = handle.study
     failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     finished_late: dict[int, dict[int, tuple[str, list[float]]]] = {}  # proposal -> seed -> (Tune trial, values)
     for result in late:
@@ -233,7 +204,7 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
                 result.metrics["trial_id"], values)
     for number, seeds in finished_late.items():
         complete_late(study, spec, number, seeds)
-    fail_stale_trials(study, spec)
+    fail_stale_trials(handle, spec)
     if stop_reason:
         study.set_user_attr(STOP_REASON, stop_reason)
     rows = trial_rows(sweep)

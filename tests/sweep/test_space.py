@@ -88,7 +88,7 @@ def test_integer_ranges_are_suggested_as_ints():
 def test_sampler_registry_covers_every_name():
     assert set(space.SAMPLERS) == set(SAMPLER_NAMES)
     expected = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
-                "random": optuna.samplers.RandomSampler, "grid": optuna.samplers.GridSampler}
+                "random": optuna.samplers.RandomSampler, "grid": space.ConditionalGridSampler}
     grid_spec = {"optimizers": {"sgd": {}, "sam": {"rho": 0.05}}, "train": {"epochs": 2}, "trials": None}
     for name, cls in expected.items():
         spec = spec_with(sampler={"name": name}, **(grid_spec if name == "grid" else {}))
