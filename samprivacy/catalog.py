@@ -204,4 +204,4 @@ def metric_needs(metric: str) -> tuple[str, ...]:
     return ()
 
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
+SAMPLER_NAMES = ("tpe", "nsga2", "gp", "random", "grid")

@@ -416,7 +416,7 @@ def cmd_memorization(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from samprivacy.spec import load_spec
-    from samprivacy.sweep.memorization import optimizer_configs, run_memorization
+    from samprivacy.memorization import optimizer_configs, run_memorization
 
     spec = load_spec(args.spec)
     configs = optimizer_configs(spec)  # refused here, before Ray starts, if the spec cannot serve

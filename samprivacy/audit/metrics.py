@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from samprivacy.catalog import ATTACK_MEASURES as METRIC_KEYS
+from samprivacy.catalog import ATTACK_MEASURES
 from samprivacy.catalog import LOW_FPRS
 
 
@@ -136,7 +136,7 @@ class AttackMetrics:
 
     def to_dict(self) -> dict[str, float]:
         values = (self.accuracy, self.auc, self.tpr_at_fpr_0001, self.tpr_at_fpr_001, self.advantage)
-        return {key: float(v) for key, v in zip(METRIC_KEYS, values)}
+        return {key: float(v) for key, v in zip(ATTACK_MEASURES, values)}
 
 
 def attack_metrics(eval_scores, eval_membership, threshold: float) -> AttackMetrics:

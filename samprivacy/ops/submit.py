@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 from samprivacy.compat import RUNTIME_ENV_LOGGER
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec, load_spec
+from samprivacy.tags import TAG_SPEC_HASH, TAG_SWEEP, TAG_WORKDIR
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -132,9 +133,8 @@ def build_submission(spec_path: str | Path, *, workdir: str | Path | None = None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Submission(spec=spec, spec_file=spec_file, workdir=storage.workdir, entrypoint=command,
                       submission_id=submission_id or f"samprivacy-{spec.name}-{stamp}-{secrets.token_hex(2)}",
-                      env_vars=env, metadata={"samprivacy.sweep": spec.name,
-                                              "samprivacy.spec_hash": spec.spec_hash(),
-                                              "samprivacy.workdir": str(storage.workdir)})
+                      env_vars=env, metadata={TAG_SWEEP: spec.name, TAG_SPEC_HASH: spec.spec_hash(),
+                                              TAG_WORKDIR: str(storage.workdir)})
 
 
 @contextmanager

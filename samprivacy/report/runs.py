@@ -13,11 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from samprivacy.errors import ConfigError
 from samprivacy.report.records import SweepResults, TrialRecord
-
-TAG_SWEEP = "samprivacy.sweep"
-TAG_KIND = "samprivacy.kind"  # sweep (the summary run) | trial | config | duplicate
-TAG_TRIAL = "samprivacy.trial_id"
-TAG_CONFIG = "samprivacy.config_id"
+from samprivacy.tags import TAG_CONFIG, TAG_KIND, TAG_SWEEP, TAG_TRIAL
 
 
 def _quote(value: str) -> str:

@@ -33,7 +33,8 @@ from samprivacy.sweep.results import (PROGRESS_FILE, Sweep, measured_rows, open_
 from samprivacy.sweep.search import SweepSearch
 from samprivacy.sweep.study import (STOP_REASON, complete_late, fail_stale_trials, load_study, objective_values,
                                     optuna_storage)
-from samprivacy.sweep.tracking import TAG_TRIAL, Tracker
+from samprivacy.sweep.tracking import Tracker
+from samprivacy.tags import TAG_SPEC_HASH, TAG_STOP_REASON, TAG_TRIAL, TAG_WORKDIR
 from samprivacy.sweep.trial import RUN_TRIAL, SweepContext, run_sweep_trial
 
 SEGMENT_TRIALS = 1000  # Tune trials per Tune experiment (see the module's docstring)
@@ -134,7 +135,7 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
     spec = sweep.spec
     tracker = _tracker(sweep)
     parent = tracker.parent_run(spec.canonical_json(), spec_file)
-    tracker.set_tags(parent, {"samprivacy.spec_hash": spec.spec_hash(), "samprivacy.workdir": str(sweep.storage.workdir)})
+    tracker.set_tags(parent, {TAG_SPEC_HASH: spec.spec_hash(), TAG_WORKDIR: str(sweep.storage.workdir)})
     ctx = SweepContext(spec, sweep.storage.mlflow_uri, parent, _data_root(spec),
                        references=str(sweep.storage.workdir / "references"), work=work or RUN_TRIAL)
     trainable = tune.with_resources(tune.with_parameters(run_sweep_trial, ctx=ctx),
@@ -233,7 +234,7 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
         metrics["hypervolume"] = published.report.hypervolume
     tracker.log_metrics(parent, metrics)
     if stop_reason:
-        tracker.set_tags(parent, {"samprivacy.stop_reason": stop_reason})
+        tracker.set_tags(parent, {TAG_STOP_REASON: stop_reason})
     tracker.finish(parent)  # Tune returned: every trial reached a final state
     return {"status": status, "pareto": report, "parent_run_id": parent, "experiment_id": tracker.experiment_id,
             "mlflow_uri": sweep.storage.mlflow_uri, "ui_path": published.ui_path,

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from samprivacy.errors import ConfigError
 from samprivacy.spec import Param, SweepSpec, TrialConfig, field_kind, parse_trial_config
 
-__all__ = ["SAMPLERS", "ConditionalGridSampler", "config_from_params", "config_id", "directions", "grid_combos",
+__all__ = ["SAMPLER_FACTORIES", "ConditionalGridSampler", "config_from_params", "config_id", "directions", "grid_combos",
            "make_sampler", "missing_params", "param_names", "proposal_config_id", "suggest_params", "suggest_trial_config", "unit_seeds"]
 
 
@@ -219,7 +219,7 @@ def _or(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
-SAMPLERS: dict[str, Callable[[SweepSpec], BaseSampler]] = {
+SAMPLER_FACTORIES: dict[str, Callable[[SweepSpec], BaseSampler]] = {
     "tpe": _tpe, "nsga2": _nsga2, "gp": _gp, "random": _random, "grid": _grid}
 
 
@@ -227,4 +227,4 @@ def make_sampler(spec: SweepSpec) -> BaseSampler:
     """The Optuna sampler the spec names, seeded from `sampler.seed`."""
     with warnings.catch_warnings():  # group=True and GPSampler options are flagged experimental: expected here
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return SAMPLERS[spec.sampler.name](spec)
+        return SAMPLER_FACTORIES[spec.sampler.name](spec)

@@ -20,20 +20,12 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from samprivacy.report.runs import TAG_CONFIG, TAG_KIND, TAG_SWEEP, TAG_TRIAL, search  # noqa: F401
+from samprivacy.report.runs import search
 from samprivacy.spec import OBJECTIVE_METRICS
 from samprivacy.sweep.units import Proposal, Unit, unit_key
+from samprivacy.tags import (EXPERIMENT_KIND, TAG_CONFIG, TAG_DUPLICATE_OF, TAG_FAILURE, TAG_GIT_REVISION, TAG_KIND,
+                             TAG_PARENT_RUN, TAG_PARETO, TAG_PROPOSAL, TAG_SEED, TAG_SWEEP, TAG_SWEEP_RUN, TAG_TRIAL)
 
-TAG_SWEEP_RUN = "samprivacy.sweep_run_id"  # on trial runs: their sweep's summary run
-TAG_NOTE = "mlflow.note.content"  # a run's or an experiment's description (markdown) in the UI
-TAG_SEED = "samprivacy.seed"  # a trial run's seed (with the config id: the unit it measures)
-TAG_PROPOSAL = "samprivacy.proposal"  # the Optuna trial number of a config or duplicate run
-TAG_DUPLICATE_OF = "samprivacy.duplicate_of"  # on a duplicate: the run whose measurement it reuses
-TAG_PARETO = "pareto"
-TAG_FAILURE = "samprivacy.failure"
-# Classic model development, as far as MLflow records it (its 3.17 UI still opens an experiment on the GenAI
-# overview unless the address says ?workflowType=machine_learning: see report/page.py).
-EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
 # MLflow prints "View run ..." links to stdout when a run ends against a server; only the CLI prints here.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -89,7 +81,7 @@ class Tracker:
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=f"{self.sweep} (sweep summary)", tags={
-            TAG_SWEEP: self.sweep, TAG_KIND: "sweep", "samprivacy.git_revision": git_revision()})
+            TAG_SWEEP: self.sweep, TAG_KIND: "sweep", TAG_GIT_REVISION: git_revision()})
         if spec_file is not None:
             self.client.log_artifact(run.info.run_id, str(spec_file), "spec")
         if spec_json is not None:
@@ -170,7 +162,7 @@ class Tracker:
             return found
         # bookkeeping, not measurements: nested under the summary run, so the runs table shows the trials
         run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags={
-            TAG_SWEEP: self.sweep, TAG_KIND: kind, "mlflow.parentRunId": parent_run_id, **key, **tags}).info.run_id
+            TAG_SWEEP: self.sweep, TAG_KIND: kind, TAG_PARENT_RUN: parent_run_id, **key, **tags}).info.run_id
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items()) if v is not None],
                               metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()

@@ -32,6 +32,7 @@ from samprivacy.spec import SweepSpec, TrialConfig
 from samprivacy.sweep.metrics import TrialMetrics
 from samprivacy.sweep.space import config_from_params
 from samprivacy.sweep.tracking import Tracker, trial_metrics
+from samprivacy.tags import TAG_BEST_ATTACK, TAG_LAST_ERROR
 
 STATE_FILE = "train_state.pt"
 RUN_TRIAL = "samprivacy.pipeline:run_trial"
@@ -152,12 +153,12 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
         return
     except Exception as exc:  # Tune retries it (FailureConfig) from the last checkpoint; MLflow shows why
         live.finished("error")
-        tracker.set_tags(run_id, {"samprivacy.last_error": f"{type(exc).__name__}: {exc}"[:5000]})
+        tracker.set_tags(run_id, {TAG_LAST_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
         raise
 
     summary = result.summary()
     tracker.log_metric_rows(run_id, [*pending, (0, trial_metrics(summary))], params=unlogged,
-                            tags={"samprivacy.best_attack": summary["best_attack"]})
+                            tags={TAG_BEST_ATTACK: summary["best_attack"]})
     with tempfile.TemporaryDirectory() as tmp:
         result.save(tmp)
         tracker.log_artifacts(run_id, tmp)

@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from samprivacy.spec import parse_spec
 from samprivacy.sweep import runner
 from samprivacy.sweep.results import measured_rows, trial_rows
-from samprivacy.sweep.tracking import EXPERIMENT_KIND, TAG_KIND, TAG_PARETO, TAG_TRIAL
+from samprivacy.tags import EXPERIMENT_KIND, TAG_KIND, TAG_PARETO, TAG_TRIAL
 
 pytestmark = pytest.mark.slow
 

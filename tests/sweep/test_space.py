@@ -86,7 +86,7 @@ def test_integer_ranges_are_suggested_as_ints():
 
 
 def test_sampler_registry_covers_every_name():
-    assert set(space.SAMPLERS) == set(SAMPLER_NAMES)
+    assert set(space.SAMPLER_FACTORIES) == set(SAMPLER_NAMES)
     expected = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
                 "random": optuna.samplers.RandomSampler, "grid": space.ConditionalGridSampler}
     grid_spec = {"optimizers": {"sgd": {}, "sam": {"rho": 0.05}}, "train": {"epochs": 2}, "trials": None}

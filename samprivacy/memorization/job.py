@@ -29,7 +29,8 @@ from samprivacy.report.memorization import (MemorizationReport, bucket_rows, mem
                                             plot_buckets, plot_memorization, summary_rows)
 from samprivacy.spec import SweepSpec, TrialConfig
 from samprivacy.sweep.space import config_from_params
-from samprivacy.sweep.tracking import TAG_KIND, TAG_SWEEP, Tracker
+from samprivacy.sweep.tracking import Tracker
+from samprivacy.tags import TAG_KIND, TAG_SWEEP
 
 Progress = Callable[[dict], None]
 
