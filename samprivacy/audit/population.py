@@ -12,6 +12,7 @@ attack costs one target model, not K. Online LiRA always needs IN models of the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,7 +78,7 @@ def target_scores(name: str, k: int, stats: PopulationStats, options: Population
         return lira_offline(stats.conf[k], refs.conf, refs.keep, options.lira_variance)
     if family == "rmia":
         rng = np.random.default_rng([options.seed, 17, k])
-        a = options.rmia_a if options.rmia_a != "auto" else tune_a(
+        a = options.rmia_a if not isinstance(options.rmia_a, str) else tune_a(
             refs.p_y, refs.keep, refs.test_p_y, options.rmia_reference_models, rng, options.rmia_gamma)
         chosen = choose_out_references(~refs.keep, options.rmia_reference_models, rng)
         reference_x = np.where(chosen, refs.p_y, np.nan)
@@ -89,7 +90,7 @@ def target_scores(name: str, k: int, stats: PopulationStats, options: Population
                      f"{', '.join(catalog.POPULATION_ATTACKS)}")
 
 
-def audit_population(stats: PopulationStats, known: np.ndarray, attacks, options: PopulationAttackOptions,
+def audit_population(stats: PopulationStats, known: np.ndarray, attacks: Iterable[str], options: PopulationAttackOptions,
                      references: PopulationStats | None = None) -> dict[str, PopulationAttackResult]:
     """Run each population attack in `attacks` with every model as the target in turn.
 

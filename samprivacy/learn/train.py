@@ -18,9 +18,11 @@ import contextlib
 import copy
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,25 +37,42 @@ from samprivacy.learn.optim import SharpnessAware, make_optimizer
 class TrainConfig(Protocol):
     """What `train` reads of a trial's configuration: the fields of these names of spec.TrialConfig, where each is
     defined, described and given its default, once. learn/ runs where pydantic may be absent, so it names them
-    here structurally; any object with these attributes will do."""
+    here structurally, read-only; any object with these attributes will do."""
 
-    optimizer: str
-    base_optimizer: str
-    rho: float | None
-    lam: float | None
-    xi: float | None
-    lr: float
-    momentum: float
-    weight_decay: float
-    schedule: str
-    epochs: int
-    batch_size: int
-    seed: int
-    augment: bool | None
-    device: str | None
-    amp: bool | None
-    swa_start: float | None
-    swa_lr: float | None
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def base_optimizer(self) -> str: ...
+    @property
+    def rho(self) -> float | None: ...
+    @property
+    def lam(self) -> float | None: ...
+    @property
+    def xi(self) -> float | None: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def momentum(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def schedule(self) -> str: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def augment(self) -> bool | None: ...
+    @property
+    def device(self) -> str | None: ...
+    @property
+    def amp(self) -> bool | None: ...
+    @property
+    def swa_start(self) -> float | None: ...
+    @property
+    def swa_lr(self) -> float | None: ...
 
 
 @dataclass
@@ -88,7 +107,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 @contextlib.contextmanager
-def frozen_batchnorm(model: nn.Module, frozen: bool):
+def frozen_batchnorm(model: nn.Module, frozen: bool) -> Iterator[None]:
     """During SAM's second pass BatchNorm must not update its running statistics (momentum 0 keeps them)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if frozen else []
     saved = [m.momentum for m in bns]
@@ -162,7 +181,7 @@ def _swa_start_epoch(config: TrainConfig) -> int | None:
 
 def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
           on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
-          resume: dict | None = None, train_index=None) -> TrainResult:
+          resume: dict | None = None, train_index: np.ndarray | None = None) -> TrainResult:
     """Train `model` on dataset.splits.train (or the dataset rows `train_index`), select the best epoch on the
     validation split, and measure test accuracy on the held-out non-members (dataset.splits.test).
 
@@ -189,7 +208,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
     swa_from = _swa_start_epoch(config)
     swa_model = torch.optim.swa_utils.AveragedModel(model) if swa_from is not None else None
 
-    state = dict(epoch=0, best_val_acc=-1.0, best_epoch=0, best_state=None, history=[])
+    state: dict[str, Any] = dict(epoch=0, best_val_acc=-1.0, best_epoch=0, best_state=None, history=[])
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -219,7 +238,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
         if not math.isfinite(train_loss):
             raise TrainingDiverged(epoch, train_loss)
         lr = optimizer.param_groups[0]["lr"]
-        if averaging:
+        if averaging and swa_model is not None:
             swa_model.update_parameters(model)
         else:
             scheduler.step()

@@ -32,7 +32,7 @@ from samprivacy.pipeline.members import ModelRecord, train_member
 from samprivacy.pipeline.references import ReferenceStore
 from samprivacy.pipeline.setup import load_data
 from samprivacy.pipeline.single import save_roc
-from samprivacy.spec import TrialConfig
+from samprivacy.spec import Population, TrialConfig
 
 
 @dataclass(eq=False)
@@ -68,6 +68,7 @@ class PopulationTrialResult:
             return max(pool, key=lambda n: means[n]["accuracy"], default=None)
 
         top, sq, lo = best(None), best("single_query"), best("label_only")
+        assert top is not None  # every trial runs at least one attack
         strong = {catalog.attack_measure_metric(name, key): value for name in self.strong
                   for key, value in means[name].items()}
         strong |= {f"{catalog.attack_measure_metric(name, key)}_std": value for name in self.strong
@@ -89,9 +90,9 @@ class PopulationTrialResult:
             "best_epoch": int(round(per_model["best_epoch"].mean())),
             "attacks": means,
             "attacks_std": stds,
-            "population": {"models": len(self.records), "fraction": self.config.population.fraction,
+            "population": {"models": len(self.records), "fraction": _population(self.config).fraction,
                            "pool": int(len(self.plan.pool)), "test": int(len(self.plan.test)),
-                           "shared_references": self.config.population.shared_references,
+                           "shared_references": _population(self.config).shared_references,
                            "per_model": [dict(r.metrics) for r in self.records]},
             "history": [{"model": k, **row} for k, r in enumerate(self.records) for row in r.history],
             "device": self.device,
@@ -116,14 +117,20 @@ class PopulationTrialResult:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2))
         self.dataset.splits.save(directory / "splits.npz")
-        np.savez_compressed(directory / "population.npz", **self.arrays())
+        np.savez_compressed(directory / "population.npz", **self.arrays())  # type: ignore[arg-type]  # numpy stubs
         curves = {**self.records[0].attacks, **{n: r.per_target[0] for n, r in self.strong.items()}}
         save_roc(curves, directory, title="membership inference ROC (target: model 0)")
         return directory
 
 
+def _population(config: TrialConfig) -> Population:
+    if config.population is None:
+        raise ConfigError("run_population_trial needs config.population; use run_trial for a single model")
+    return config.population
+
+
 def attack_options(config: TrialConfig) -> PopulationAttackOptions:
-    pop = config.population
+    pop = _population(config)
     return PopulationAttackOptions(lira_variance=pop.lira.variance, rmia_reference_models=pop.rmia.reference_models,
                                    rmia_a=pop.rmia.a, rmia_gamma=pop.rmia.gamma, seed=config.seed)
 
@@ -142,9 +149,7 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     """Train and audit the population of `config.population`. on_epoch(row, checkpoint): row carries `model`
     and `step` (a running epoch count over models); checkpoint() returns what `resume` takes."""
     start = time.perf_counter()
-    if config.population is None:
-        raise ConfigError("run_population_trial needs config.population; use run_trial for a single model")
-    pop = config.population
+    pop = _population(config)
     if pop.shared_references and references is None:
         raise ConfigError("population.shared_references needs a folder for the reference models; pass "
                           "--references DIR (the sweep service uses <workdir>/references)")
@@ -171,7 +176,7 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     ordered = [records[k] for k in range(plan.models)]
     stats = PopulationStats.stack(plan.keep, [r.stats for r in ordered])
     refs = (references.get(config, dataset, pop.shared_references, pop.fraction, queries, pop.rmia.temperature)
-            if pop.shared_references and strong else None)
+            if pop.shared_references and strong and references is not None else None)
     results = audit_population(stats, plan.known, strong, attack_options(config), refs)
     return PopulationTrialResult(config, dataset, plan, ordered, stats, results, confidence_variance(stats),
                                  time.perf_counter() - start, str(resolve_device(config.device)))

@@ -20,6 +20,7 @@ import time
 import urllib.parse
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 from samprivacy.report.records import ConfigResult, SweepResults, describe, varying_params
 from samprivacy.tags import TAG_CONFIG, TAG_KIND, TAG_PARETO, TAG_SWEEP, TAG_VIEW_PREFIX
@@ -162,7 +163,7 @@ def sweep_views(results: SweepResults) -> list[tuple[str, str]]:
     if len({c.dataset for c in results.configs}) > 1:
         keys.insert(0, "dataset")
     columns = [*(f"metrics.`{o}`" for o in results.objectives), *(f"params.`{k}`" for k in keys), f"tags.`{TAG_PARETO}`"]
-    order = dict(order_by=f"metrics.`{first}`", ascending=not direction.startswith("max"))
+    order: dict[str, Any] = dict(order_by=f"metrics.`{first}`", ascending=not direction.startswith("max"))
     trials = f"tags.`{TAG_SWEEP}` = '{results.name}' and tags.`{TAG_KIND}` = 'trial'"
     # trial runs only: the runs of a configuration's mean (repeats) carry Optuna's front in their own pareto tag
     return [view_tag(FRONT_VIEW, "Pareto front", f"{trials} and tags.{TAG_PARETO} = 'true'", columns, **order),

@@ -45,7 +45,7 @@ def start_ray(address: str | None) -> str:
     where = f"the Ray cluster at {joined}" if joined else LOCAL
     if not ray.is_initialized():
         ray.init(address=joined or "local", logging_level=logging.WARNING, log_to_driver=False,
-                 **({} if joined else {"include_dashboard": False}))
+                 include_dashboard=None if joined else False)
     return where
 
 

@@ -15,8 +15,11 @@ ended units travel in the searcher's snapshot (`snapshot`, then `restored` state
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
+import optuna
+
+from samprivacy.spec import SweepSpec
 from samprivacy.sweep.space import make_sampler, proposal_config_id, suggest_params, unit_seeds
 from samprivacy.sweep.study import (ATTR_DUPLICATE_OF, ATTR_TUNE_TRIAL, ATTR_UNITS, objective_values, open_study,
                                     read_proposals, units_attr)
@@ -33,9 +36,10 @@ Snapshot = dict[str, Any]
 class Proposer:
     """Between Tune and Optuna: the study, the book, the queue of units, and what Optuna has yet to hear."""
 
-    def __init__(self, ctx: SweepContext, optuna_url: str, restored: Snapshot) -> None:
+    def __init__(self, ctx: SweepContext, optuna_url: str, restored: Snapshot,
+                 suggest: Callable[[optuna.Trial, SweepSpec], dict[str, Any]] = suggest_params) -> None:
         spec = self.spec = ctx.spec
-        self.ctx = ctx
+        self.ctx, self.suggest = ctx, suggest  # suggest: define-by-run parameters of a new proposal
         self.handle = open_study(spec, optuna_url, make_sampler(spec))
         self.study = self.handle.study
         if (asked := len(self.study.get_trials(deepcopy=False))) and spec.sampler.seed is not None:
@@ -106,7 +110,7 @@ class Proposer:
         if self.tracker is not None:
             optimizer = params.get("optimizer", next(iter(self.spec.optimizers)))
             params["mlflow_run_id"] = self.runs[unit.key] = self.tracker.unit_trial_run(
-                trial_id, self.ctx.parent_run_id, unit, f"{optimizer}-{trial_id}", self.reuse.pop(unit.key, None))
+                trial_id, self.ctx.parent_run_id or "", unit, f"{optimizer}-{trial_id}", self.reuse.pop(unit.key, None))
         self.live[trial_id] = unit
         return params
 
@@ -133,7 +137,7 @@ class Proposer:
 
     def _propose(self) -> None:
         trial = self.study.ask()
-        params = suggest_params(trial, self.spec)
+        params = self.suggest(trial, self.spec)
         seeds = unit_seeds(self.spec, params)
         self.params[trial.number] = params
         proposal, _ = self._take(trial.number, proposal_config_id(self.spec, params, seeds), seeds)
@@ -159,14 +163,14 @@ class Proposer:
         if self.tracker is not None and params is not None:
             config = trial_config(self.ctx, {**params, "seed": proposal.seeds[0]}).model_dump(exclude_none=True)
             config.pop("seed")
-            self.tracker.record_proposal(self.ctx.parent_run_id, proposal, config, self.spec.objective_names,
+            self.tracker.record_proposal(self.ctx.parent_run_id or "", proposal, config, self.spec.objective_names,
                                          self.spec.repeats, self.runs)
-        if reason is None:
+        if means is not None:
             self.study.tell(proposal.number, means)
             if proposal.duplicate_of is None:
                 self.front.add(means)
         else:
-            self.handle.fail(proposal.number, reason)
+            self.handle.fail(proposal.number, reason or "failed")
 
     def progress(self) -> dict:
         book = self.book

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import TrialState
 from ray import tune
+from ray.tune import ResultGrid
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
@@ -34,8 +35,8 @@ from samprivacy.sweep.search import SweepSearch
 from samprivacy.sweep.study import (STOP_REASON, complete_late, fail_stale_trials, load_study, objective_values,
                                     optuna_storage)
 from samprivacy.sweep.tracking import Tracker
-from samprivacy.tags import TAG_SPEC_HASH, TAG_STOP_REASON, TAG_TRIAL, TAG_WORKDIR
 from samprivacy.sweep.trial import RUN_TRIAL, SweepContext, run_sweep_trial
+from samprivacy.tags import TAG_SPEC_HASH, TAG_STOP_REASON, TAG_TRIAL, TAG_WORKDIR
 
 SEGMENT_TRIALS = 1000  # Tune trials per Tune experiment (see the module's docstring)
 
@@ -120,7 +121,7 @@ def _data_root(spec: SweepSpec) -> str | None:
     return str(Path(spec.data_root).expanduser().resolve()) if spec.data_root else None
 
 
-def _stop_if_interrupted(spec: SweepSpec, grid, search: SweepSearch | None = None) -> None:
+def _stop_if_interrupted(spec: SweepSpec, grid: ResultGrid, search: SweepSearch | None = None) -> None:
     """Tune ends an experiment on Ctrl-C (SIGINT) or SIGUSR1 by saving its state and returning as if it were
     done: the sweep must stop there too (not start the next segment), leaving its open proposals to `resume`.
     Interrupted: a trial Tune left unfinished, or (for a new experiment) a searcher that never said FINISHED."""
@@ -129,7 +130,7 @@ def _stop_if_interrupted(spec: SweepSpec, grid, search: SweepSearch | None = Non
                                 f"continues it")
 
 
-def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | None, work: str | None) -> dict:
+def _execute(sweep: Sweep, spec_file: str | Path | None, on_progress: Progress | None, note: str | None, work: str | None) -> dict:
     """Run the sweep's segments: first every earlier one that Tune can restore (its unfinished and errored
     trials), then new ones while the book wants more (a restored searcher takes up open proposals)."""
     spec = sweep.spec
@@ -148,7 +149,8 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
             tuner = tune.Tuner.restore(sweep.segment_path(segment), trainable, resume_unfinished=True,
                                        resume_errored=True)
             grid = tuner.fit()
-            late += [r for r in grid if r.error is None and r.config and "optuna_trial" in r.config]
+            late += [r for r in (grid[i] for i in range(len(grid))) if r.error is None and r.config
+                     and "optuna_trial" in r.config]
             if watch.search is not None:
                 watch.search.flush()  # Tune's final snapshot of this experiment is on storage
             _stop_if_interrupted(spec, grid)
@@ -179,7 +181,7 @@ class LiveFIFOScheduler(FIFOScheduler):
     """Tune's FIFO scheduler looks for a pending trial among all trials, finished ones included, on every step:
     O(trials) per step. The live ones suffice."""
 
-    def choose_trial_to_run(self, tune_controller):
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         for status in (Trial.PENDING, Trial.PAUSED):
             for trial in tune_controller.get_live_trials():
                 if trial.status == status:
@@ -200,7 +202,7 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
     finished_late: dict[int, dict[int, tuple[str, list[float]]]] = {}  # proposal -> seed -> (Tune trial, values)
     for result in late:
         values, reason = objective_values(result.metrics, list(spec.objective_names), error=False)
-        if reason is None and result.config["optuna_trial"] in failed:
+        if values is not None and result.config["optuna_trial"] in failed:
             finished_late.setdefault(result.config["optuna_trial"], {})[result.config["seed"]] = (
                 result.metrics["trial_id"], values)
     for number, seeds in finished_late.items():

@@ -11,6 +11,7 @@ from ray.tune.search import Searcher
 
 from samprivacy.sweep.progress import watch
 from samprivacy.sweep.proposing import Proposer, Snapshot
+from samprivacy.sweep.space import suggest_params
 from samprivacy.sweep.trial import SweepContext
 
 
@@ -39,7 +40,10 @@ class SweepSearch(Searcher):
         """The proposal book, built from the study (and the restored snapshot) on first use."""
         if self.proposer is None:
             self.launched = self.restored.get("launched", self.launched)
-            self.proposer = Proposer(self.ctx, self.optuna_url, self.restored)
+            # the suggestion is looked up here at each proposal: a drill replaces search.suggest_params to kill
+            # a driver between ask() and its first suggestion (tests/sweep/test_resume.py)
+            self.proposer = Proposer(self.ctx, self.optuna_url, self.restored,
+                                     suggest=lambda trial, spec: suggest_params(trial, spec))
             if (w := watch(self.ctx.spec.name)) is not None:
                 w.search = self
         return self.proposer
@@ -68,7 +72,7 @@ class SweepSearch(Searcher):
         self.proposer = None
 
     # -- Tune's side ---------------------------------------------------------------------------------------
-    def suggest(self, trial_id: str) -> dict | str | None:
+    def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]  # Tune's own FINISHED is a str
         proposer = self.connect()
         proposer.tell_due()
         if self.segment_size is not None and self.launched >= self.segment_size:

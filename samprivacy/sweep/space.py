@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.study import StudyDirection
 from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
@@ -32,9 +33,9 @@ __all__ = ["SAMPLER_FACTORIES", "ConditionalGridSampler", "config_from_params", 
            "make_sampler", "missing_params", "param_names", "proposal_config_id", "suggest_params", "suggest_trial_config", "unit_seeds"]
 
 
-def directions(spec: SweepSpec) -> list[str]:
+def directions(spec: SweepSpec) -> list[StudyDirection]:
     """Optuna's study directions, one per objective in the spec's order."""
-    return ["maximize" if mode == "max" else "minimize" for mode in spec.objective_modes]
+    return [StudyDirection.MAXIMIZE if mode == "max" else StudyDirection.MINIMIZE for mode in spec.objective_modes]
 
 
 def _categorical(spec: SweepSpec) -> dict[str, tuple]:
@@ -60,7 +61,7 @@ def param_names(spec: SweepSpec) -> list[str]:
 
 def _suggest(trial: optuna.Trial, name: str, field: str, p: Param) -> Any:
     if p.kind == "choices":
-        return trial.suggest_categorical(name, list(p.choices))
+        return trial.suggest_categorical(name, list(p.choices or ()))
     if field_kind(field) == "int":
         return trial.suggest_int(name, p.low, p.high, step=p.step or 1, log=p.log)
     return trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)

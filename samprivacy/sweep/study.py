@@ -64,7 +64,8 @@ class SweepStudy:
         return cls(study, storage, storage.get_study_id_from_name(study.study_name))
 
     def set_user_attr(self, number: int, key: str, value: Any) -> None:
-        """A user attribute of trial `number`, finished or not (Trial.set_user_attr needs it RUNNING)."""
+        """A user attribute of trial `number`, which must not be finished yet (set attributes, then tell): the
+        driver holds a proposal by its number, not as an optuna.Trial."""
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
         self.storage.set_trial_user_attr(trial_id, key, value)
 
@@ -139,7 +140,7 @@ def proposal_outcomes(trial: FrozenTrial, seeds: tuple[int, ...]) -> dict[int, O
 
 
 def units_attr(proposal: Proposal) -> dict:
-    return {str(seed): {"values": list(o.values) if o.ok else None, "reason": o.reason, "trial": o.trial_id}
+    return {str(seed): {"values": list(o.values) if o.values is not None else None, "reason": o.reason, "trial": o.trial_id}
             for seed, o in proposal.outcomes.items()}
 
 

@@ -12,6 +12,8 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy.exc
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -38,7 +40,7 @@ def trial_states(workdir) -> list[TrialState]:
     try:
         study = optuna.load_study(study_name="killme", storage=f"sqlite:///{workdir}/optuna.db")
         return [t.state for t in study.get_trials(deepcopy=False) if "duplicate_of" not in t.user_attrs]
-    except Exception:  # not created yet
+    except (KeyError, sqlalchemy.exc.OperationalError):  # not created yet, or the driver holds the write lock
         return []
 
 
@@ -191,21 +193,26 @@ def test_an_errored_trial_is_failed_everywhere_then_completed_by_resume(tmp_path
 
 def finished_runs(workdir, name) -> int:
     """How many trial runs of sweep `name` have finished (0 before its MLflow store exists)."""
+    if not (workdir / "mlflow.db").exists():
+        return 0
     try:
         client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-        return len(client.search_runs([client.get_experiment_by_name(name).experiment_id],
-                                      "tags.`samprivacy.kind` = 'trial' and attributes.status = 'FINISHED'"))
-    except Exception:
+        experiment = client.get_experiment_by_name(name)
+        return 0 if experiment is None else len(client.search_runs(
+            [experiment.experiment_id], "tags.`samprivacy.kind` = 'trial' and attributes.status = 'FINISHED'"))
+    except (MlflowException, sqlalchemy.exc.OperationalError):  # the store is being created or written
         return 0
 
 
 def epochs_logged(client, name) -> int:
     """The most epochs any trial of sweep `name` has logged so far (0 before its MLflow store exists)."""
     try:
-        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id],
-                                  filter_string="tags.`samprivacy.kind` = 'trial'")
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            return 0
+        runs = client.search_runs([experiment.experiment_id], filter_string="tags.`samprivacy.kind` = 'trial'")
         return max((len(client.get_metric_history(r.info.run_id, "val_acc")) for r in runs), default=0)
-    except Exception:
+    except (MlflowException, sqlalchemy.exc.OperationalError):  # the store is being created or written
         return 0
 
 
@@ -276,7 +283,7 @@ def trivial_driver(command: str, workdir, log, kill_at_ask: int | None = None) -
 def study_of(workdir, name="small"):
     try:
         return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir}/optuna.db").get_trials(deepcopy=False)
-    except Exception:  # not created yet
+    except (KeyError, sqlalchemy.exc.OperationalError):  # not created yet, or the driver holds the write lock
         return []
 
 
