@@ -122,5 +122,5 @@ def lira_offline(target: npt.ArrayLike, shadows: npt.ArrayLike, shadow_in: npt.A
     variance = resolve_variance(variance, stats.shape[0])
     _, others = equal_groups(inside, online=False)
     mu_out, var_out = gaussian(stats, others, variance)
-    z = torch.as_tensor((target - mu_out) / np.sqrt(var_out))
+    z = torch.as_tensor((phi - mu_out) / np.sqrt(var_out))
     return torch.special.log_ndtr(z).numpy().mean(axis=1)
