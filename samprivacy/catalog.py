@@ -225,7 +225,7 @@ def metric_needs(metric: str) -> tuple[str, ...]:
     return ()
 
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
+SAMPLER_NAMES = ("tpe", "nsga2", "gp", "random", "grid")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Defenses: the standard membership defenses a front puts beside the optimizers (learn/defenses, docs/defenses.md).

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,11 +16,14 @@ from rich.table import Table
 from samprivacy.errors import SamprivacyError, TrainingDiverged
 from samprivacy.files import write_json_atomic
 
+if TYPE_CHECKING:
+    from argparse import _SubParsersAction as Subparsers
+
 console = Console(stderr=True)
 out = Console()
 
 
-def add_trial_parser(sub) -> None:
+def add_trial_parser(sub: Subparsers) -> None:
     from samprivacy.spec import TrialConfig
     from samprivacy.spec.flags import add_flags
 
@@ -52,7 +55,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
                   transient=True) as progress:
         task = progress.add_task(f"{config.method} on {config.dataset}", total=config.epochs * models, status="")
 
-        def on_epoch(row: dict, _checkpoint) -> None:
+        def on_epoch(row: dict, _checkpoint: Callable[[], dict]) -> None:
             which = f"model {row['model'] + 1}/{models}  " if "model" in row else ""
             progress.update(task, completed=row.get("step", row["epoch"]),
                             status=f"{which}loss {row['train_loss']:.3f}  val acc {row['val_acc']:.3f}")
@@ -133,7 +136,7 @@ def _print_low_fpr(summary: dict) -> None:
         out.print(f"[yellow]warning:[/] {warning}")
 
 
-def add_sweep_parsers(sub) -> None:
+def add_sweep_parsers(sub: Subparsers) -> None:
     p = sub.add_parser("validate", help="check a sweep spec and report every problem")
     p.add_argument("spec", help="path to a sweep spec (YAML)")
     p.set_defaults(handler=cmd_validate)
@@ -197,7 +200,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_reach(spec) -> None:
+def _print_reach(spec: SweepSpec) -> None:
     """The population's pool and the non-members behind each low-FPR figure; a warning per objective it cannot
     reach. Needs the data: a dataset that cannot be loaded here gets a note, not a failure."""
     from samprivacy.pipeline.reach import sweep_reach
@@ -216,7 +219,7 @@ def _print_reach(spec) -> None:
         out.print(f"[yellow]warning:[/] {warning}")
 
 
-def _progress_printer(total: int):
+def _progress_printer(total: int) -> tuple[Any, Callable[[dict], None]]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(TextColumn("[bold]trials"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -299,7 +302,7 @@ def _print_front(report: dict, files: bool = True) -> None:
         out.print(f"{kind}: {path}")
 
 
-def _run_with_progress(total: int, call) -> dict:
+def _run_with_progress(total: int, call: Callable[[Callable[[dict], None]], dict]) -> dict:
     progress, update = _progress_printer(total)
     with progress:
         return call(update)
@@ -387,7 +390,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     sweep = open_sweep(args.name, args.workdir)
     study = load_study(sweep.spec.name, sweep.storage.optuna_url)
-    command = dashboard_command(sweep.storage.optuna_url, study._study_id, host=args.host, port=args.port)
+    command = dashboard_command(sweep.storage.optuna_url, study.study_id, host=args.host, port=args.port)
     out.print(f"optuna-dashboard for study {escape(sweep.spec.name)}: [bold]{command.url}[/]  (Ctrl-C stops it)")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] listening on {args.host}: anyone who can reach it can edit the study "
@@ -415,7 +418,7 @@ def _env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
-def add_cluster_parsers(sub) -> None:
+def add_cluster_parsers(sub: Subparsers) -> None:
     p = sub.add_parser("submit", help="run a sweep on a Ray cluster as a Ray job", description=(
         "Validate the spec here, then submit `samprivacy run` on it through Ray's Job Submission API. Prints the "
         "job id; --follow streams the job's output and exits 1 unless the job succeeds. Token auth: set "
@@ -483,7 +486,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return _serve(command.argv, command.env)
 
 
-def add_analysis_parsers(sub) -> None:
+def add_analysis_parsers(sub: Subparsers) -> None:
     p = sub.add_parser("memorization", help="memorization and influence from each optimizer's population",
                        description=(
         "Train the spec's population once per optimizer (one Ray job, populations in parallel; resumable), then "
@@ -508,11 +511,11 @@ def cmd_memorization(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from samprivacy.spec import load_spec
-    from samprivacy.sweep.memorization import optimizer_configs, run_memorization
+    from samprivacy.memorization import optimizer_configs, run_memorization
 
     spec = load_spec(args.spec)
     configs = optimizer_configs(spec)  # refused here, before Ray starts, if the spec cannot serve
-    total = len(configs) * spec.population.models
+    total = len(configs) * (spec.population.models if spec.population else 0)
     with Progress(TextColumn("[bold]models"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("memorization", total=total)

@@ -6,9 +6,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import IO, Any, Callable
 
 
-def _atomic(path: str | Path, write, mode: str = "w") -> Path:
+def _atomic(path: str | Path, write: Callable[[IO[Any]], object], mode: str = "w") -> Path:
     """Call write(file) on a temporary file in path's folder, then rename it onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,12 +24,12 @@ def _atomic(path: str | Path, write, mode: str = "w") -> Path:
     return path
 
 
-def write_json_atomic(path: str | Path, document, **dump_kwargs) -> Path:
+def write_json_atomic(path: str | Path, document: Any, **dump_kwargs: Any) -> Path:
     """Write `document` as JSON to `path` via a temporary file in the same folder and an atomic rename."""
     return _atomic(path, lambda f: json.dump(document, f, **{"indent": 2, **dump_kwargs}))
 
 
-def save_torch_atomic(state, path: str | Path) -> Path:
+def save_torch_atomic(state: Any, path: str | Path) -> Path:
     """torch.save(state) to `path` the same way (a reader never sees half a file)."""
     import torch  # here: files.py is imported by code that must not need torch
 

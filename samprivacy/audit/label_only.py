@@ -9,6 +9,7 @@ The threshold is fitted on the known sets by the caller; queries are batched ove
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,8 +77,8 @@ def label_only_scores(
     *,
     seed: int = 0,
     batch_size: int = 1024,
-    device=None,
-    **perturb_kwargs,
+    device: str | torch.device | None = None,
+    **perturb_kwargs: Any,
 ) -> np.ndarray:
     """Fraction (N,) float64 of the K perturbed copies of each example that `model` labels y (N,).
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 VARIANCES = ("auto", "global", "per_example")
@@ -38,7 +39,8 @@ PER_EXAMPLE_FROM = 64  # shadow models from which "auto" estimates the variance 
 _VAR_FLOOR = 1e-12
 
 
-def _as_arrays(target, shadows, shadow_in):
+def _as_arrays(target: npt.ArrayLike, shadows: npt.ArrayLike,
+               shadow_in: npt.ArrayLike | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     target = np.asarray(target, dtype=np.float64)
     target = target[:, None] if target.ndim == 1 else target
     shadows = np.asarray(shadows, dtype=np.float64)
@@ -99,24 +101,26 @@ def equal_groups(shadow_in: np.ndarray, online: bool) -> tuple[np.ndarray, np.nd
     return first_shadows(shadow_in, n_in), first_shadows(~shadow_in, n_out)
 
 
-def lira_online(target, shadows, shadow_in, variance: str = "auto") -> np.ndarray:
+def lira_online(target: npt.ArrayLike, shadows: npt.ArrayLike, shadow_in: npt.ArrayLike, variance: str = "auto") -> np.ndarray:
     """Online LiRA scores (N,): mean over queries of log N(phi; IN) - log N(phi; OUT). Higher = member."""
-    target, shadows, shadow_in = _as_arrays(target, shadows, shadow_in)
-    variance = resolve_variance(variance, shadows.shape[0])
-    members, others = equal_groups(shadow_in, online=True)
-    mu_in, var_in = gaussian(shadows, members, variance)
-    mu_out, var_out = gaussian(shadows, others, variance)
-    return (_log_normal(target, mu_in, var_in) - _log_normal(target, mu_out, var_out)).mean(axis=1)
+    phi, stats, inside = _as_arrays(target, shadows, shadow_in)
+    assert inside is not None
+    variance = resolve_variance(variance, stats.shape[0])
+    members, others = equal_groups(inside, online=True)
+    mu_in, var_in = gaussian(stats, members, variance)
+    mu_out, var_out = gaussian(stats, others, variance)
+    return (_log_normal(phi, mu_in, var_in) - _log_normal(phi, mu_out, var_out)).mean(axis=1)
 
 
-def lira_offline(target, shadows, shadow_in=None, variance: str = "auto") -> np.ndarray:
+def lira_offline(target: npt.ArrayLike, shadows: npt.ArrayLike, shadow_in: npt.ArrayLike | None = None, variance: str = "auto") -> np.ndarray:
     """Offline LiRA scores (N,): mean over queries of log Pr[Z <= phi], Z ~ N(mu_out, s_out^2) from the OUT
     shadows only (shadow_in None: every shadow is OUT). Higher = member."""
     shadows_arr = np.asarray(shadows)
-    shadow_in = np.zeros(shadows_arr.shape[:2], bool) if shadow_in is None else shadow_in
-    target, shadows, shadow_in = _as_arrays(target, shadows, shadow_in)
-    variance = resolve_variance(variance, shadows.shape[0])
-    _, others = equal_groups(shadow_in, online=False)
-    mu_out, var_out = gaussian(shadows, others, variance)
-    z = torch.as_tensor((target - mu_out) / np.sqrt(var_out))
+    phi, stats, inside = _as_arrays(target, shadows_arr,
+                                    np.zeros(shadows_arr.shape[:2], bool) if shadow_in is None else shadow_in)
+    assert inside is not None
+    variance = resolve_variance(variance, stats.shape[0])
+    _, others = equal_groups(inside, online=False)
+    mu_out, var_out = gaussian(stats, others, variance)
+    z = torch.as_tensor((phi - mu_out) / np.sqrt(var_out))
     return torch.special.log_ndtr(z).numpy().mean(axis=1)

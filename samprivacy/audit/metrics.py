@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
-from samprivacy.catalog import ATTACK_MEASURES as METRIC_KEYS
+from samprivacy.catalog import ATTACK_MEASURES
 from samprivacy.catalog import LOW_FPRS
 
 
-def _as_inputs(scores, membership) -> tuple[np.ndarray, np.ndarray]:
+def _as_inputs(scores: npt.ArrayLike, membership: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64).ravel()
     membership = np.asarray(membership).astype(bool).ravel()
     if scores.shape != membership.shape:
@@ -25,7 +26,7 @@ def _as_inputs(scores, membership) -> tuple[np.ndarray, np.ndarray]:
     return scores, membership
 
 
-def roc_curve(scores, membership) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(scores: npt.ArrayLike, membership: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC of the rule `member iff score >= t` over every distinct score t (ties form one point).
 
     scores: (N,) float; membership: (N,) bool, both classes present.
@@ -50,7 +51,7 @@ def auc_from_roc(fpr: np.ndarray, tpr: np.ndarray) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
 
 
-def auc(scores, membership) -> float:
+def auc(scores: npt.ArrayLike, membership: npt.ArrayLike) -> float:
     """Area under the ROC curve; ties count 1/2 (equals sklearn.metrics.roc_auc_score)."""
     fpr, tpr, _ = roc_curve(scores, membership)
     return auc_from_roc(fpr, tpr)
@@ -62,7 +63,7 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     return float(np.max(np.asarray(tpr)[ok])) if ok.any() else 0.0
 
 
-def fit_group_thresholds(scores, membership, groups, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_group_thresholds(scores: npt.ArrayLike, membership: npt.ArrayLike, groups: npt.ArrayLike, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """One threshold per group maximising balanced accuracy (TPR + TNR) / 2 = (1 + TPR - FPR) / 2 on that group.
 
     scores: (N,) float; membership: (N,) bool; groups: (N,) int in [0, num_groups).
@@ -105,7 +106,7 @@ def fit_group_thresholds(scores, membership, groups, num_groups: int) -> tuple[n
     return np.where(fitted, thresholds, np.nan), fitted
 
 
-def best_threshold(scores, membership) -> float:
+def best_threshold(scores: npt.ArrayLike, membership: npt.ArrayLike) -> float:
     """Threshold maximising balanced accuracy on the KNOWN sets; scores (N,), membership (N,) bool."""
     scores, membership = _as_inputs(scores, membership)
     thresholds, fitted = fit_group_thresholds(scores, membership, np.zeros(scores.size, dtype=np.int64), 1)
@@ -136,10 +137,10 @@ class AttackMetrics:
 
     def to_dict(self) -> dict[str, float]:
         values = (self.accuracy, self.auc, self.tpr_at_fpr_0001, self.tpr_at_fpr_001, self.advantage)
-        return {key: float(v) for key, v in zip(METRIC_KEYS, values)}
+        return {key: float(v) for key, v in zip(ATTACK_MEASURES, values)}
 
 
-def attack_metrics(eval_scores, eval_membership, threshold: float) -> AttackMetrics:
+def attack_metrics(eval_scores: npt.ArrayLike, eval_membership: npt.ArrayLike, threshold: float) -> AttackMetrics:
     """Score an attack on the evaluation sets with a threshold fitted elsewhere (on the known sets).
 
     eval_scores: (N,) float; eval_membership: (N,) bool (balanced in the protocol); threshold: float.

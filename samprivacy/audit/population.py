@@ -17,6 +17,7 @@ attack costs one target model, not K. Online LiRA always needs IN models of the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,7 +128,7 @@ def target_scores(name: str, k: int, stats: PopulationStats, options: Population
                      f"{', '.join(catalog.POPULATION_ATTACKS)}")
 
 
-def audit_population(stats: PopulationStats, known: np.ndarray, attacks, options: PopulationAttackOptions,
+def audit_population(stats: PopulationStats, known: np.ndarray, attacks: Iterable[str], options: PopulationAttackOptions,
                      references: PopulationStats | None = None) -> dict[str, PopulationAttackResult]:
     """Run each population attack in `attacks` with every model as the target in turn.
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+
+
 from samprivacy.audit.metrics import auc
 
 
@@ -34,7 +36,7 @@ def prior(reference: np.ndarray, a: float) -> np.ndarray:
     return (1 + a) / 2 * mean_out + (1 - a) / 2
 
 
-def rmia_scores(target_x, reference_x, target_z, reference_z, *, a: float = 0.3, gamma: float = 1.0) -> np.ndarray:
+def rmia_scores(target_x: np.ndarray, reference_x: np.ndarray, target_z: np.ndarray, reference_z: np.ndarray, *, a: float = 0.3, gamma: float = 1.0) -> np.ndarray:
     """Offline RMIA scores (N,) in [0, 1): the fraction of population samples z with LR(x, z) >= gamma.
 
     Vectorised by sorting: LR(x, z) >= gamma  <=>  ratio_z <= ratio_x / gamma, counted with one searchsorted.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 # log(0) is clamped to log(LOG_FLOOR), as in Song & Mittal's reference code (small_value = 1e-30).
@@ -20,7 +21,8 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def model_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024, device=None) -> torch.Tensor:
+def model_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                 device: str | torch.device | None = None) -> torch.Tensor:
     """Logits of `model` on x (N, ...) in eval mode, batched, without gradients -> CPU float32 (N, C).
 
     device: where to run the model (default: where its parameters are). The model's train/eval mode is restored.
@@ -58,7 +60,7 @@ class Signals:
     modified_entropy: np.ndarray
 
     @classmethod
-    def from_logits(cls, logits, labels) -> "Signals":
+    def from_logits(cls, logits: torch.Tensor, labels: torch.Tensor) -> "Signals":
         """logits: (N, C) tensor or array; labels: (N,) ints in [0, C)."""
         z = torch.as_tensor(logits).detach().cpu().to(torch.float64)
         y = torch.as_tensor(labels).cpu().to(torch.int64)
@@ -97,7 +99,7 @@ class Signals:
     def num_classes(self) -> int:
         return self.probs.shape[1]
 
-    def select(self, index) -> "Signals":
+    def select(self, index: npt.ArrayLike) -> "Signals":
         """Rows `index` (int array or bool mask) of every signal."""
         return Signals(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 

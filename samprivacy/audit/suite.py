@@ -76,7 +76,8 @@ def _label_only(c: AttackContext) -> tuple[np.ndarray, float]:
     index = torch.as_tensor(np.concatenate([c.known_index, c.eval_index]))
     scores = label_only_scores(c.model, ds.x[index], ds.y[index], ds.feature_kind, seed=c.seed,
                                batch_size=c.batch_size, device=c.device, **opts)
-    known_scores, eval_scores = scores[: len(c.known_index)], scores[len(c.known_index) :]
+    n_known = len(c.known_index) if c.known_index is not None else 0
+    known_scores, eval_scores = scores[:n_known], scores[n_known:]
     return eval_scores, best_threshold(known_scores, c.known_membership)
 
 
@@ -150,7 +151,10 @@ class AttackReport:
     @property
     def best(self) -> AttackResult:
         """The attack with the highest evaluation accuracy (the paper's "attack accuracy")."""
-        return self._best(None)
+        best = self._best(None)
+        if best is None:
+            raise ValueError("no attack ran")
+        return best
 
     @property
     def best_single_query(self) -> AttackResult | None:
@@ -189,7 +193,7 @@ def run_attacks(
     dataset: Dataset,
     attacks: Iterable[str] | None = None,
     *,
-    device=None,
+    device: str | torch.device | None = None,
     batch_size: int = 1024,
     seed: int = 0,
     label_only_queries: int = 16,
@@ -223,9 +227,9 @@ def run_attacks(
     signals = Signals.from_logits(logits, dataset.y[torch.as_tensor(index)])
     n_known = len(known_index)
     context = AttackContext(
-        known=signals.select(slice(0, n_known)),
+        known=signals.select(np.arange(n_known)),
         known_membership=np.arange(n_known) < len(splits["known_members"]),
-        eval=signals.select(slice(n_known, None)),
+        eval=signals.select(np.arange(n_known, len(signals.labels))),
         eval_membership=np.arange(len(eval_index)) < len(splits["eval_members"]),
         seed=seed, model=model, dataset=dataset, known_index=known_index, eval_index=eval_index,
         device=device, batch_size=batch_size,

@@ -18,7 +18,8 @@ The base optimizer (SGD with momentum, Adam), its weight decay and any LR schedu
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Iterable
+from typing import Any, Callable
 
 import torch
 
@@ -45,9 +46,9 @@ def _check(name: str, value: float, *, minimum: float | None = None) -> float:
 class SharpnessAware(torch.optim.Optimizer):
     """Wraps `base_optimizer` and feeds it the gradient of Equation (6)."""
 
-    def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], *, rho: float, lam: float,
-                 xi: float = 0.0, adaptive: bool = False, eta: float = 0.01, **base_kwargs):
-        defaults = dict(rho=_check("rho", rho, minimum=0.0), lam=_check("lam", lam), xi=_check("xi", xi),
+    def __init__(self, params: Iterable[torch.Tensor], base_optimizer: type[torch.optim.Optimizer], *, rho: float,
+                 lam: float, xi: float = 0.0, adaptive: bool = False, eta: float = 0.01, **base_kwargs: Any) -> None:
+        defaults: dict[str, Any] = dict(rho=_check("rho", rho, minimum=0.0), lam=_check("lam", lam), xi=_check("xi", xi),
                         adaptive=adaptive, eta=_check("eta", eta, minimum=0.0), **base_kwargs)
         super().__init__(params, defaults)
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
@@ -69,24 +70,24 @@ class SharpnessAware(torch.optim.Optimizer):
 
     @staticmethod
     def _t_w(params: list[torch.Tensor], eta: float) -> list[torch.Tensor]:
-        t_w = torch._foreach_abs(params)
+        t_w = list(torch._foreach_abs(params))
         torch._foreach_add_(t_w, eta)
         return t_w
 
-    def _grads(self, group) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _grads(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         params = [p for p in group["params"] if p.grad is not None]
         return params, [p.grad for p in params]
 
     @torch.no_grad()
     def _grad_norm(self) -> torch.Tensor:
         # ||g|| over all parameters; ASAM measures ||T_w g|| with T_w = |w| + eta (Kwon et al. 2021).
-        norms = []
+        norms: list[torch.Tensor] = []
         for group in self.param_groups:
             params, grads = self._grads(group)
             if not params:
                 continue
             if group["adaptive"]:
-                grads = torch._foreach_mul(grads, self._t_w(params, group.get("eta", self.defaults["eta"])))
+                grads = list(torch._foreach_mul(grads, self._t_w(params, group.get("eta", self.defaults["eta"]))))
             norms.extend(torch._foreach_norm(grads))
         return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
@@ -157,7 +158,7 @@ class SharpnessAware(torch.optim.Optimizer):
         return loss
 
 
-def make_optimizer(name: str, params, *, base: str = "sgd", lr: float, momentum: float = 0.9,
+def make_optimizer(name: str, params: Iterable[torch.Tensor], *, base: str = "sgd", lr: float, momentum: float = 0.9,
                    weight_decay: float = 0.0, rho: float | None = None, lam: float | None = None,
                    xi: float | None = None) -> SharpnessAware:
     """Build a preset (catalog.OPTIMIZERS). `rho` applies to sam/asam/sharpreg; `lam` and `xi` only to sharpreg."""
@@ -165,7 +166,7 @@ def make_optimizer(name: str, params, *, base: str = "sgd", lr: float, momentum:
         raise ConfigError(f"unknown optimizer {name!r}; choose from: {', '.join(PRESETS)}")
     if base not in BASE_OPTIMIZERS:
         raise ConfigError(f"unknown base optimizer {base!r}; choose from: {', '.join(BASE_OPTIMIZERS)}")
-    preset = dict(PRESETS[name])
+    preset: dict[str, Any] = dict(PRESETS[name])
     for key, value in (("rho", rho), ("lam", lam), ("xi", xi)):
         if value is None:
             continue
@@ -175,4 +176,4 @@ def make_optimizer(name: str, params, *, base: str = "sgd", lr: float, momentum:
     base_kwargs = dict(lr=_check("lr", lr, minimum=0.0), weight_decay=_check("weight_decay", weight_decay, minimum=0.0))
     if base == "sgd":
         base_kwargs["momentum"] = _check("momentum", momentum, minimum=0.0)
-    return SharpnessAware(params, BASE_OPTIMIZERS[base], **preset, **base_kwargs)
+    return SharpnessAware(params, BASE_OPTIMIZERS[base], **preset, **base_kwargs)  # type: ignore[arg-type]  # preset: rho, lam, xi, adaptive, eta

@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import dataclass, fields
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
@@ -118,7 +119,7 @@ class PopulationStats:
             raise ValueError(f"{len(per_model)} models' statistics for a membership matrix of {keep.shape[0]} rows")
         return cls(keep=keep, **{f: np.stack([getattr(m, f) for m in per_model]) for f in STAT_FIELDS})
 
-    def select(self, models) -> "PopulationStats":
+    def select(self, models: npt.ArrayLike) -> "PopulationStats":
         """The statistics of a subset of models (an index array or bool mask over K)."""
         return PopulationStats(**{f.name: getattr(self, f.name)[models] for f in fields(self)})
 

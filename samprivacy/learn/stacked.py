@@ -155,7 +155,8 @@ def _evaluate(net: StackedNet, x: torch.Tensor, y: torch.Tensor, amp: bool, para
 
 
 def _shared_config(configs: list[TrainConfig]) -> TrainConfig:
-    fields = [name for name in TrainConfig.__annotations__ if name != "seed"]  # what train reads, but the seed
+    fields = [name for name, member in vars(TrainConfig).items()  # what train reads, but the seed
+              if isinstance(member, property) and name != "seed"]
     first = [getattr(configs[0], name) for name in fields]
     for c in configs[1:]:
         if [getattr(c, name) for name in fields] != first:

@@ -18,9 +18,11 @@ import contextlib
 import copy
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,37 +39,66 @@ from samprivacy.learn.optim import SharpnessAware, make_optimizer
 class TrainConfig(Protocol):
     """What `train` reads of a trial's configuration: the fields of these names of spec.TrialConfig, where each is
     defined, described and given its default, once. learn/ runs where pydantic may be absent, so it names them
-    here structurally; any object with these attributes will do."""
+    here structurally, read-only; any object with these attributes will do."""
 
-    optimizer: str
-    base_optimizer: str
-    rho: float | None
-    lam: float | None
-    xi: float | None
-    lr: float
-    momentum: float
-    weight_decay: float
-    schedule: str
-    epochs: int
-    batch_size: int
-    seed: int
-    augment: bool | None
-    device: str | None
-    amp: bool | None
-    swa_start: float | None
-    swa_lr: float | None
-    label_smoothing: float
-    selection: str  # best_val | last
-    defense: str | None  # dp | advreg | selena | memguard (learn/defenses), and their parameters:
-    max_grad_norm: float | None
-    noise_multiplier: float | None
-    target_epsilon: float | None
-    target_delta: float | None
-    adv_alpha: float | None
-    adv_steps: int | None
-    selena_k: int | None
-    selena_l: int | None
-    memguard_budget: float | None
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def base_optimizer(self) -> str: ...
+    @property
+    def rho(self) -> float | None: ...
+    @property
+    def lam(self) -> float | None: ...
+    @property
+    def xi(self) -> float | None: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def momentum(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def schedule(self) -> str: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def augment(self) -> bool | None: ...
+    @property
+    def device(self) -> str | None: ...
+    @property
+    def amp(self) -> bool | None: ...
+    @property
+    def swa_start(self) -> float | None: ...
+    @property
+    def swa_lr(self) -> float | None: ...
+    @property
+    def label_smoothing(self) -> float: ...
+    @property
+    def selection(self) -> str: ...  # best_val | last
+    @property
+    def defense(self) -> str | None: ...  # dp | advreg | selena | memguard (learn/defenses), and their parameters:
+    @property
+    def max_grad_norm(self) -> float | None: ...
+    @property
+    def noise_multiplier(self) -> float | None: ...
+    @property
+    def target_epsilon(self) -> float | None: ...
+    @property
+    def target_delta(self) -> float | None: ...
+    @property
+    def adv_alpha(self) -> float | None: ...
+    @property
+    def adv_steps(self) -> int | None: ...
+    @property
+    def selena_k(self) -> int | None: ...
+    @property
+    def selena_l(self) -> int | None: ...
+    @property
+    def memguard_budget(self) -> float | None: ...
 
 
 @dataclass
@@ -103,7 +134,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 @contextlib.contextmanager
-def frozen_batchnorm(model: nn.Module, frozen: bool):
+def frozen_batchnorm(model: nn.Module, frozen: bool) -> Iterator[None]:
     """During SAM's second pass BatchNorm must not update its running statistics (momentum 0 keeps them)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if frozen else []
     saved = [m.momentum for m in bns]
@@ -185,7 +216,8 @@ def _swa_start_epoch(config: TrainConfig) -> int | None:
 
 def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
           on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
-          resume: dict | None = None, train_index=None, soft_targets: torch.Tensor | None = None) -> TrainResult:
+          resume: dict | None = None, train_index: np.ndarray | None = None,
+          soft_targets: torch.Tensor | None = None) -> TrainResult:
     """Train `model` on dataset.splits.train (or the dataset rows `train_index`), select the best epoch on the
     validation split (or keep the last: selection "last"), and measure test accuracy on the held-out
     non-members (dataset.splits.test). config.defense hooks a defense in (learn/defenses).
@@ -230,7 +262,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
                                 steps=defenses.option(config, "adv_steps"),
                                 seed=config.seed) if config.defense == "advreg" else None
 
-    state = dict(epoch=0, best_val_acc=-1.0, best_epoch=0, best_state=None, history=[])
+    state: dict[str, Any] = dict(epoch=0, best_val_acc=-1.0, best_epoch=0, best_state=None, history=[])
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -272,7 +304,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
         if not math.isfinite(train_loss):
             raise TrainingDiverged(epoch, train_loss)
         lr = optimizer.param_groups[0]["lr"]
-        if averaging:
+        if averaging and swa_model is not None:
             swa_model.update_parameters(model)
         else:
             scheduler.step()

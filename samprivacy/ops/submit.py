@@ -35,10 +35,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from samprivacy.compat import RUNTIME_ENV_LOGGER
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec, load_spec
+from samprivacy.tags import TAG_SPEC_HASH, TAG_SWEEP, TAG_WORKDIR
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -46,8 +52,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 _ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 _CONNECT_TIMEOUT_S = 5.0
 CHECK_TIMEOUT_S = 120.0  # the interpreter check job: seconds on an idle cluster, longer when the head is busy
-_CHATTY_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
-                   "ray._private.runtime_env.packaging")
+_CHATTY_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk", RUNTIME_ENV_LOGGER)
 _START_HINT = "start one with `ray start --head --dashboard-host 127.0.0.1` or pass --address"
 _TOKEN_HINT = ("set RAY_AUTH_MODE=token and make the cluster's token available here: in ~/.ray/auth_token, in a "
                "file named by RAY_AUTH_TOKEN_PATH, or in RAY_AUTH_TOKEN (`ray get-auth-token` on the head node "
@@ -97,7 +102,7 @@ def dashboard_address(address: str | None) -> str:
 
 
 def _relative_sqlite(url: str | None) -> bool:
-    return bool(url) and url.lower().startswith("sqlite") and not url.split(":///", 1)[-1].startswith("/")
+    return url is not None and url.lower().startswith("sqlite") and not url.split(":///", 1)[-1].startswith("/")
 
 
 def build_submission(spec_path: str | Path, *, workdir: str | Path | None = None,
@@ -132,13 +137,12 @@ def build_submission(spec_path: str | Path, *, workdir: str | Path | None = None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Submission(spec=spec, spec_file=spec_file, workdir=storage.workdir, entrypoint=command,
                       submission_id=submission_id or f"samprivacy-{spec.name}-{stamp}-{secrets.token_hex(2)}",
-                      env_vars=env, metadata={"samprivacy.sweep": spec.name,
-                                              "samprivacy.spec_hash": spec.spec_hash(),
-                                              "samprivacy.workdir": str(storage.workdir)})
+                      env_vars=env, metadata={TAG_SWEEP: spec.name, TAG_SPEC_HASH: spec.spec_hash(),
+                                              TAG_WORKDIR: str(storage.workdir)})
 
 
 @contextmanager
-def _translate(address: str):
+def _translate(address: str) -> Iterator[None]:
     """Turn Ray's connection and authentication errors into ConfigErrors that say what to do."""
     import requests
     from ray.exceptions import AuthenticationError
@@ -165,7 +169,7 @@ def _probe(address: str) -> None:
         raise ConfigError(f"cannot reach the Ray dashboard at {address}; {_START_HINT}") from None
 
 
-def connect(address: str | None = None, *, token: str | None = None):
+def connect(address: str | None = None, *, token: str | None = None) -> JobSubmissionClient:
     """A JobSubmissionClient for the dashboard at `address` (see `dashboard_address`); `token` sends
     `Authorization: Bearer <token>` instead of Ray's RAY_AUTH_MODE / token-file lookup."""
     from ray.job_submission import JobSubmissionClient
@@ -213,7 +217,7 @@ def submit_sweep(spec_path: str | Path, address: str | None = None, *, workdir: 
                 raise ConfigError(f"the Ray dashboard at {client.get_address()} refused the job: {exc}") from None
 
 
-def check_interpreter(client, python: str, runtime_env: dict, probe_id: str,
+def check_interpreter(client: JobSubmissionClient, python: str, runtime_env: dict, probe_id: str,
                       timeout_s: float = CHECK_TIMEOUT_S) -> None:
     """Run `python -c "import samprivacy"` on the cluster as a short job (id `<sweep job id>-check`) in the sweep
     job's runtime environment; ConfigError unless it prints this samprivacy's version, saying what to install or
@@ -249,7 +253,7 @@ def check_interpreter(client, python: str, runtime_env: dict, probe_id: str,
     raise ConfigError(f"the cluster's `{python}` cannot import samprivacy ({last}); {install}")
 
 
-def _report(client, job_id: str) -> JobReport:
+def _report(client: JobSubmissionClient, job_id: str) -> JobReport:
     with _translate(client.get_address()):
         try:
             info = client.get_job_info(job_id)
@@ -288,7 +292,7 @@ def follow_logs(address: str | None, job_id: str, *, token: str | None = None) -
                                   f"`ray job logs --follow {job_id} --address {client.get_address()}`") from None
             yield chunk
     finally:
-        loop.run_until_complete(stream.aclose())
+        loop.run_until_complete(stream.aclose())  # type: ignore[attr-defined]  # an async generator: it has aclose
         loop.close()
 
 

@@ -35,7 +35,7 @@ def sweep_workdir(workdir: str | Path | None = None, name: str | None = None) ->
     if (workdir is None) == (name is None):
         raise ConfigError("pass exactly one of --workdir DIR (the folder a sweep ran in) or --name NAME "
                           "(for ./runs/NAME)")
-    return (Path(workdir).expanduser() if workdir is not None else Path("runs") / name).resolve()
+    return (Path(workdir).expanduser() if workdir is not None else Path("runs") / str(name)).resolve()
 
 
 def backend_store_uri(workdir: Path) -> str:

@@ -42,7 +42,7 @@ from samprivacy.pipeline.privacy import best_attacks, finite_or_none, per_target
 from samprivacy.pipeline.references import ReferenceStore
 from samprivacy.pipeline.setup import load_data, population_pool
 from samprivacy.pipeline.single import save_roc
-from samprivacy.spec import TrialConfig
+from samprivacy.spec import Population, TrialConfig
 
 
 @dataclass(eq=False)
@@ -101,7 +101,7 @@ class PopulationTrialResult:
         table = per_target_table([r.attacks for r in self.records], self.strong, self.eval_negatives())
         strong, missing = population_attack_metrics(self.strong)
         warnings = [w for r in self.strong.values() for w in r.warnings]
-        pop = self.config.population
+        pop = _population(self.config)
         return {
             "config": self.config.model_dump(mode="json"),
             "test_acc": float(per_model["test_acc"].mean()),
@@ -151,14 +151,20 @@ class PopulationTrialResult:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2))
         self.dataset.splits.save(directory / "splits.npz")
-        np.savez_compressed(directory / "population.npz", **self.arrays())
+        np.savez_compressed(directory / "population.npz", **self.arrays())  # type: ignore[arg-type]  # numpy stubs
         curves = {**self.records[0].attacks, **{n: r.per_target[0] for n, r in self.strong.items()}}
         save_roc(curves, directory, title="membership inference ROC (target: model 0)")
         return directory
 
 
+def _population(config: TrialConfig) -> Population:
+    if config.population is None:
+        raise ConfigError("run_population_trial needs config.population; use run_trial for a single model")
+    return config.population
+
+
 def attack_options(config: TrialConfig) -> PopulationAttackOptions:
-    pop = config.population
+    pop = _population(config)
     return PopulationAttackOptions(lira_variance=pop.lira.variance, rmia_reference_models=pop.rmia.reference_models,
                                    rmia_a=pop.rmia.a, rmia_gamma=pop.rmia.gamma, seed=config.seed)
 
@@ -178,9 +184,7 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     and `step` (a running epoch count over models); checkpoint() returns what `resume` takes. stacked=False
     trains every model in a row even where they could stack (the reference path)."""
     start = time.perf_counter()
-    if config.population is None:
-        raise ConfigError("run_population_trial needs config.population; use run_trial for a single model")
-    pop = config.population
+    pop = _population(config)
     if pop.shared_references and references is None:
         raise ConfigError("population.shared_references needs a folder for the reference models; pass "
                           "--references DIR (the sweep service uses <workdir>/references)")
@@ -214,7 +218,7 @@ def run_population_trial(config: TrialConfig, *, on_epoch: Callable | None = Non
     stats = PopulationStats.stack(plan.keep, [r.stats for r in ordered])
     refs = (references.get(config, dataset, pop.shared_references, pop.fraction, queries, pop.rmia.temperature,
                            pool=plan.pool)
-            if pop.shared_references and strong else None)
+            if pop.shared_references and strong and references is not None else None)
     results = audit_population(stats, plan.known, strong, attack_options(config), refs)
     return PopulationTrialResult(config, dataset, plan, ordered, stats, results, confidence_variance(stats),
                                  time.perf_counter() - start, str(resolve_device(config.device)))

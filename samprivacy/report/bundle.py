@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from samprivacy.errors import ConfigError
 from samprivacy.report import page, tables
@@ -58,7 +59,7 @@ def write_report(results: SweepResults, folder: str | Path, link_base: str = "")
     if len(names) >= 2:
         title = f"{results.name}: Pareto front of {len(results.configs)} configurations" + (
             f" (front on all {len(names)} objectives)" if len(names) > 2 else "")
-        kwargs = dict(names=names[:2], mask=mask, labels=labels, groups=groups, errors=errors[:, :2], title=title)
+        kwargs: dict[str, Any] = dict(names=names[:2], mask=mask, labels=labels, groups=groups, errors=errors[:, :2], title=title)
         files["pareto.png"] = plot_front_png(points[:, :2], modes[:2], folder / "pareto.png", **kwargs)
         details = [{"dataset": c.dataset, "method": c.label, "optimizer": c.optimizer, **c.params,
                     "seeds": list(c.seeds),

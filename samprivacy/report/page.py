@@ -20,10 +20,11 @@ import time
 import urllib.parse
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 from samprivacy.report.records import ConfigResult, SweepResults, describe, varying_params
+from samprivacy.tags import TAG_CONFIG, TAG_KIND, TAG_PARETO, TAG_SWEEP, TAG_VIEW_PREFIX
 
-VIEW_PREFIX = "mlflow.sharedViewState."
 FRONT_VIEW = "samprivacy-front"
 TRIALS_VIEW = "samprivacy-trials"
 ARTIFACT_DIR = "report"
@@ -59,7 +60,8 @@ def config_link(results: SweepResults, config: ConfigResult) -> str:
     eid = results.experiment_id or "0"
     if config.n == 1:
         return f"[{_name(results, config.run_ids[0])}]({run_url(eid, config.run_ids[0])})"
-    return f"[{config.n} runs]({filter_url(eid, f'tags.`samprivacy.config_id` = {chr(39)}{config.config_id}{chr(39)}')})"
+    runs = filter_url(eid, f"tags.`{TAG_CONFIG}` = '{config.config_id}'")
+    return f"[{config.n} runs]({runs})"
 
 
 def _name(results: SweepResults, run_id: str) -> str:
@@ -143,7 +145,7 @@ def view_tag(view_id: str, name: str, search_filter: str, columns: Sequence[str]
              "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}}
     packed = "deflate;" + base64.b64encode(zlib.compress(json.dumps(state).encode())).decode()
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    return VIEW_PREFIX + view_id, json.dumps({"name": name, "createdAt": now, "updatedAt": now, "state": packed})
+    return TAG_VIEW_PREFIX + view_id, json.dumps({"name": name, "createdAt": now, "updatedAt": now, "state": packed})
 
 
 def read_view_state(value: str) -> dict:
@@ -160,9 +162,9 @@ def sweep_views(results: SweepResults) -> list[tuple[str, str]]:
     keys = ["method", "optimizer", *varying_params(results.configs), "seed"]
     if len({c.dataset for c in results.configs}) > 1:
         keys.insert(0, "dataset")
-    columns = [*(f"metrics.`{o}`" for o in results.objectives), *(f"params.`{k}`" for k in keys), "tags.`pareto`"]
-    order = dict(order_by=f"metrics.`{first}`", ascending=not direction.startswith("max"))
-    trials = f"tags.`samprivacy.sweep` = '{results.name}' and tags.`samprivacy.kind` = 'trial'"
+    columns = [*(f"metrics.`{o}`" for o in results.objectives), *(f"params.`{k}`" for k in keys), f"tags.`{TAG_PARETO}`"]
+    order: dict[str, Any] = dict(order_by=f"metrics.`{first}`", ascending=not direction.startswith("max"))
+    trials = f"tags.`{TAG_SWEEP}` = '{results.name}' and tags.`{TAG_KIND}` = 'trial'"
     # trial runs only: the runs of a configuration's mean (repeats) carry Optuna's front in their own pareto tag
-    return [view_tag(FRONT_VIEW, "Pareto front", f"{trials} and tags.pareto = 'true'", columns, **order),
+    return [view_tag(FRONT_VIEW, "Pareto front", f"{trials} and tags.{TAG_PARETO} = 'true'", columns, **order),
             view_tag(TRIALS_VIEW, "All trials", trials, columns, **order)]

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["axis_label", "default_reference", "hypervolume_2d", "non_dominated", "pareto_table", "staircase",
            "to_minimize"]
@@ -31,7 +32,7 @@ def _signs(directions: Sequence[str]) -> np.ndarray:
     return np.array([_SIGN[str(d).lower()] for d in directions])
 
 
-def to_minimize(points, directions: Sequence[str]) -> np.ndarray:
+def to_minimize(points: npt.ArrayLike, directions: Sequence[str]) -> np.ndarray:
     """(n, k) float array where lower is better in every column (maximised columns negated)."""
     pts = np.asarray(points, dtype=float)
     pts = pts.reshape(0, len(directions)) if pts.size == 0 else pts
@@ -41,7 +42,7 @@ def to_minimize(points, directions: Sequence[str]) -> np.ndarray:
     return pts * _signs(directions)
 
 
-def non_dominated(points, directions: Sequence[str]) -> np.ndarray:
+def non_dominated(points: npt.ArrayLike, directions: Sequence[str]) -> np.ndarray:
     """(n,) bool mask of the Pareto front: rows no other finite row is <= in all and < in one objective."""
     loss = to_minimize(points, directions)
     finite = np.isfinite(loss).all(axis=1)
@@ -63,16 +64,16 @@ def default_reference(directions: Sequence[str], low: float = 0.0, high: float =
     return np.where(_signs(directions) < 0, low, high).astype(float)
 
 
-def hypervolume_2d(points, directions: Sequence[str], reference=None) -> float:
+def hypervolume_2d(points: npt.ArrayLike, directions: Sequence[str], reference: npt.ArrayLike | None = None) -> float:
     """Exact area dominated by the points and bounded by `reference` (default: `default_reference`).
 
     Points that are non-finite or not strictly better than the reference in both objectives add nothing.
     """
     if len(directions) != 2:
         raise ValueError(f"hypervolume_2d needs exactly 2 objectives, got {len(directions)}")
-    ref = to_minimize([default_reference(directions) if reference is None else reference], directions)[0]
+    ref = to_minimize(np.asarray([default_reference(directions) if reference is None else reference]), directions)[0]
     if not np.isfinite(ref).all():
-        raise ValueError(f"reference must be finite, got {reference}")
+        raise ValueError(f"reference must be finite, got {reference!r}")
     loss = to_minimize(points, directions)
     loss = loss[np.isfinite(loss).all(axis=1) & (loss < ref).all(axis=1)]
     loss = loss[np.lexsort((loss[:, 1], loss[:, 0]))]  # by x, then y: each step can only lower the best y
@@ -92,7 +93,7 @@ def pareto_table(rows: Sequence[Mapping[str, Any]], objectives: Mapping[str, str
     return [{**rows[i], "pareto": bool(mask[i])} for i in order]
 
 
-def staircase(front, directions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def staircase(front: npt.ArrayLike, directions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Vertices of the front's attainment line (the boundary of what it dominates), in the objectives' units."""
     loss = to_minimize(front, directions)
     loss = loss[non_dominated(loss, ["min", "min"])]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from samprivacy.catalog import OPTIMIZERS
 from samprivacy.report.pareto import axis_label, non_dominated, staircase
@@ -47,7 +48,9 @@ def group_markers(groups: Sequence[str]) -> dict[str, str]:
     return {g: "o" if str(g).split(" ", 1)[0] in _KNOWN else next(shapes) for g in group_colours(groups)}
 
 
-def _prepare(points, directions, mask, groups, errors):
+
+def _prepare(points: npt.ArrayLike, directions: Sequence[str], mask: npt.ArrayLike | None,
+             groups: Sequence[str] | None, errors: npt.ArrayLike | None) -> tuple[Any, ...]:
     pts = np.asarray(points, dtype=float)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(directions) != 2:
         raise ValueError(f"plots take 2 objectives: points (n, 2) and 2 directions, got {pts.shape}, {directions}")
@@ -58,14 +61,14 @@ def _prepare(points, directions, mask, groups, errors):
     return pts, mask & finite, finite, groups, err
 
 
-def _title(names, finite, title):
+def _title(names: Sequence[str], finite: np.ndarray, title: str | None) -> str:
     return (title or f"{names[0]} vs {names[1]}") + (f" ({(~finite).sum()} non-finite not shown)"
                                                      if (~finite).any() else "")
 
 
-def plot_front_png(points, directions: Sequence[str], path: str | Path, *, names: Sequence[str] = ("objective 1",
-                   "objective 2"), mask=None, labels: Sequence[str] | None = None, groups: Sequence[str] | None = None,
-                   errors=None, title: str | None = None) -> Path:
+def plot_front_png(points: npt.ArrayLike, directions: Sequence[str], path: str | Path, *, names: Sequence[str] = ("objective 1",
+                   "objective 2"), mask: npt.ArrayLike | None = None, labels: Sequence[str] | None = None,
+                   groups: Sequence[str] | None = None, errors: npt.ArrayLike | None = None, title: str | None = None) -> Path:
     """Scatter of every point, coloured by group, the front ringed in black and joined by its staircase.
 
     mask: which rows are on the front (default: computed; pass one computed on more objectives to plot two).
@@ -99,7 +102,8 @@ def plot_front_png(points, directions: Sequence[str], path: str | Path, *, names
     if np.isfinite(err[finite]).any():
         handles.append(Line2D([], [], ls="-", color="0.4", label="± 1 std over seeds"))
     for i in np.flatnonzero(front) if labels is not None else ():
-        ax.annotate(str(labels[i]), pts[i], textcoords="offset points", xytext=(5, 5), fontsize=7)
+        label = labels[int(i)]  # type: ignore[index]  # labels is not None here
+        ax.annotate(str(label), pts[i], textcoords="offset points", xytext=(5, 5), fontsize=7)
     ax.set_xlabel(axis_label(names[0], directions[0]))
     ax.set_ylabel(axis_label(names[1], directions[1]))
     ax.set_title(_title(names, finite, title), fontsize=10)
@@ -148,9 +152,10 @@ def _value(v: float, e: float) -> str:
     return f"{v:.4g}" + (f" ± {e:.2g}" if np.isfinite(e) else "")
 
 
-def plot_front_html(points, directions: Sequence[str], path: str | Path, *, names: Sequence[str] = ("objective 1",
-                    "objective 2"), mask=None, labels: Sequence[str] | None = None,
-                    details: Sequence[Any] | None = None, groups: Sequence[str] | None = None, errors=None,
+def plot_front_html(points: npt.ArrayLike, directions: Sequence[str], path: str | Path, *, names: Sequence[str] = ("objective 1",
+                    "objective 2"), mask: npt.ArrayLike | None = None, labels: Sequence[str] | None = None,
+                    details: Sequence[Any] | None = None, groups: Sequence[str] | None = None,
+                    errors: npt.ArrayLike | None = None,
                     links: Sequence[str | None] | None = None, title: str | None = None) -> Path:
     """The same plot as one offline HTML file (inline SVG + a few lines of JS, nothing loaded from a network):
     hover a point for its label, values (± std) and `details` (its configuration, as JSON); click it to open
@@ -182,7 +187,7 @@ def plot_front_html(points, directions: Sequence[str], path: str | Path, *, name
                     + " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys)) + '"/>')
     colours = group_colours([g for g, ok in zip(groups, finite) if ok])
     for i in np.flatnonzero(finite & np.isfinite(err).any(axis=1)):
-        (x, y), (ex, ey), colour = pts[i], np.nan_to_num(err[i]), colours[groups[i]]
+        (x, y), (ex, ey), colour = pts[i], np.nan_to_num(err[i]), colours[groups[int(i)]]
         body.append(f'<path class="errorbar" d="M{sx(x - ex):.1f} {sy(y):.1f}H{sx(x + ex):.1f}'
                     f'M{sx(x):.1f} {sy(y - ey):.1f}V{sy(y + ey):.1f}" stroke="{colour}" opacity=".6"/>')
     rows = []

@@ -10,14 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mlflow.tracking import MlflowClient
+from mlflow.entities import Run
 
 from samprivacy.errors import ConfigError
 from samprivacy.report.records import SweepResults, TrialRecord
-
-TAG_SWEEP = "samprivacy.sweep"
-TAG_KIND = "samprivacy.kind"  # sweep (the summary run) | trial | config | duplicate
-TAG_TRIAL = "samprivacy.trial_id"
-TAG_CONFIG = "samprivacy.config_id"
+from samprivacy.tags import TAG_CONFIG, TAG_KIND, TAG_SWEEP, TAG_TRIAL
 
 
 def _quote(value: str) -> str:
@@ -38,7 +35,7 @@ def search(client: MlflowClient, experiment_id: str, status: str | None = None, 
             return runs
 
 
-def trial_record(run) -> TrialRecord:
+def trial_record(run: Run) -> TrialRecord:
     return TrialRecord(run_id=run.info.run_id, name=run.info.run_name or run.info.run_id, params=dict(run.data.params),
                        metrics=dict(run.data.metrics), trial_id=run.data.tags.get(TAG_TRIAL),
                        config_id=run.data.tags.get(TAG_CONFIG))

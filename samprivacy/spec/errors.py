@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+
 import difflib
 
 from pydantic import (
@@ -32,7 +37,7 @@ def raise_problems(problems: list[Problem]) -> None:
                                                       "problems": tuple(problems)})
 
 
-def did_you_mean(word: object, options) -> str:
+def did_you_mean(word: object, options: Iterable[Any]) -> str:
     close = difflib.get_close_matches(str(word), list(options), n=1)
     return f"did you mean '{close[0]}'? " if close else ""
 
@@ -55,7 +60,7 @@ def _join(*parts: object) -> str:
     return out
 
 
-def _message(err: dict, keys) -> str:
+def _message(err: Mapping[str, Any], keys: Iterable[str]) -> str:
     """pydantic's error in the spec's words, with the bad value and the fix."""
     kind, value = err["type"], err.get("input")
     got = "" if isinstance(value, dict) else f", got {value!r}"  # a whole mapping is noise, not the bad value
@@ -70,7 +75,7 @@ def _message(err: dict, keys) -> str:
     return _TYPE_MESSAGES[prefix] + got if prefix in _TYPE_MESSAGES else err["msg"].removeprefix("Value error, ") + got
 
 
-def problems(exc: ValidationError, keys=()) -> list[Problem]:
+def problems(exc: ValidationError, keys: Iterable[str] = ()) -> list[Problem]:
     """Every error of `exc` as (field path, message); `keys` are the valid keys, for did-you-mean hints."""
     out: list[Problem] = []
     for err in exc.errors():

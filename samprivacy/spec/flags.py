@@ -109,7 +109,7 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     if get_origin(annotation) in (Union, types.UnionType):
         rest = tuple(a for a in get_args(annotation) if a is not type(None))
         optional = len(rest) < len(get_args(annotation))
-        return (rest[0] if len(rest) == 1 else Union[rest]), optional  # type: ignore[return-value]
+        return (rest[0] if len(rest) == 1 else Union[rest]), optional
     return annotation, False
 
 

@@ -22,7 +22,7 @@ _ALL_KEYS = sorted({k for m in (SweepSpec, TrainSpace, OptimizerSpace, SamplerSp
 class _SpecLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys (plain YAML keeps the last one silently)."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)

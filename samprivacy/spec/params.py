@@ -16,6 +16,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic import ValidationInfo
 
 from samprivacy import catalog
 from samprivacy.spec.errors import Problem, did_you_mean, raise_problems
@@ -28,7 +29,7 @@ DATASET_NAMES = tuple(catalog.DATASETS)
 ATTACK_NAMES = tuple(catalog.ATTACKS)
 OBJECTIVE_METRICS = catalog.objective_metrics()
 MODEL_NAMES = tuple(catalog.MODELS)
-SAMPLER_NAMES = catalog.SAMPLERS
+SAMPLER_NAMES = catalog.SAMPLER_NAMES
 _DIRECTIONS = {"max": "max", "maximize": "max", "maximise": "max", "min": "min", "minimize": "min", "minimise": "min"}
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _EXTRA_BOUNDS = {"lam": (at.Gt(0.0),), "xi": (at.Ge(0.0),)}  # the paper: SharpReg is λ > 0; ξ only shrinks L(w)
@@ -123,7 +124,7 @@ class Param(_Spec):
     @property
     def is_fixed(self) -> bool:
         """One possible value: never suggested to Optuna (so it is no search dimension)."""
-        return (self.kind == "fixed" or (self.kind == "choices" and len(self.choices) == 1)
+        return (self.kind == "fixed" or (self.kind == "choices" and len(self.choices or ()) == 1)
                 or (self.kind == "range" and self.low == self.high))
 
     @property
@@ -143,7 +144,7 @@ class Param(_Spec):
 
     def extent(self) -> tuple[float, float]:
         """(smallest, largest) value of a numeric parameter."""
-        vals = (self.low, self.high) if self.kind == "range" else self.values(False)
+        vals = (self.low, self.high) if self.kind == "range" else (self.values(False) or ())
         return min(vals), max(vals)
 
     @model_serializer
@@ -193,9 +194,9 @@ class _ParamGroup(_Spec):
 
     @field_validator("*")
     @classmethod
-    def _fits_field(cls, v: Any, info) -> Any:
+    def _fits_field(cls, v: Any, info: ValidationInfo) -> Any:
         if isinstance(v, Param):  # one validator per field, so a bad sibling does not hide this field's problems
-            raise_problems(_param_problems(info.field_name, v))
+            raise_problems(_param_problems(str(info.field_name), v))
         return v
 
 

@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic import ValidationInfo, ValidatorFunctionWrapHandler
 
 from samprivacy.spec.errors import Problem, did_you_mean, raise_problems
 from samprivacy.spec.errors import problems as error_problems
@@ -161,10 +162,10 @@ class SweepSpec(_Spec):
 
     @field_validator("datasets", "seeds", "attacks")
     @classmethod
-    def _names(cls, v: tuple | None, info) -> tuple | None:
+    def _names(cls, v: tuple | None, info: ValidationInfo) -> tuple | None:
         if v is None:
             return v
-        known = {"datasets": DATASET_NAMES, "attacks": ATTACK_NAMES}.get(info.field_name)
+        known = {"datasets": DATASET_NAMES, "attacks": ATTACK_NAMES}.get(str(info.field_name))
         problems = [] if v else [("", "must list at least one entry")]
         for i, item in enumerate(v):
             if known is not None and item not in known:
@@ -190,7 +191,7 @@ class SweepSpec(_Spec):
 
     @field_validator("optimizers", mode="wrap")
     @classmethod
-    def _optimizers(cls, v: Any, handler) -> dict[str, OptimizerSpace]:
+    def _optimizers(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> dict[str, OptimizerSpace]:
         # wrap: which keys apply to which optimizer is checked on the raw mapping, so it is reported together
         # with the problems inside each optimizer's ranges
         problems: list[Problem] = []
@@ -260,7 +261,7 @@ class SweepSpec(_Spec):
             problems += [(path, "sampler grid needs finite values: give {choices: [...]} or a step")
                          for path, p, integer in self._searched() if p.values(integer) is None]
             size = self.grid_size()
-            if not problems and self.trials is not None and self.trials > size:
+            if not problems and size is not None and self.trials is not None and self.trials > size:
                 problems.append(("trials", f"the grid has {size} combinations; set trials <= {size} "
                                            "or leave it out to run the whole grid"))
         elif self.trials is None:
@@ -307,7 +308,7 @@ class SweepSpec(_Spec):
                                                     "or choose another objective"))
         return out
 
-    def _searched(self):
+    def _searched(self) -> list[tuple[str, Param, bool]]:
         """(path, Param, integer?) of every Param that varies, optimizers' and training's."""
         groups = [(f"optimizers.{o}", s) for o, s in self.optimizers.items()] + [("train", self.train)]
         groups += [(f"defenses.{d}", s) for d, s in self.defenses.items()]
@@ -326,7 +327,11 @@ class SweepSpec(_Spec):
     @property
     def n_trials(self) -> int:
         """The budget: how many distinct configurations to measure (each on `repeats` seeds)."""
-        return self.trials if self.trials is not None else self.grid_size()
+        if self.trials is not None:
+            return self.trials
+        size = self.grid_size()
+        assert size is not None  # validation: only a finite grid may leave `trials` out
+        return size
 
     @property
     def searched_seeds(self) -> tuple[int, ...]:
@@ -337,14 +342,14 @@ class SweepSpec(_Spec):
     def grid_size(self) -> int | None:
         """How many distinct configurations the spec allows (a seed of `seeds` is part of a configuration
         unless repeats > 1); None if any searched range is continuous."""
-        def size(group) -> int | None:
+        def size(group: OptimizerSpace | TrainSpace) -> int | None:
             sizes = [p.values(field_kind(n) == "int") for n, p in group.params().items()]
-            return None if None in sizes else math.prod(len(s) for s in sizes)
+            return math.prod(len(s) for s in sizes if s is not None) if None not in sizes else None
         per_optimizer = [size(s) for s in (*self.optimizers.values(), *self.defenses.values())]
         common = size(self.train)
         if common is None or None in per_optimizer:
             return None
-        return len(self.datasets) * len(self.searched_seeds) * common * sum(per_optimizer)
+        return len(self.datasets) * len(self.searched_seeds) * common * sum(n for n in per_optimizer if n is not None)
 
     def fixed_trial_fields(self) -> dict[str, Any]:
         """TrialConfig fields that are the same in every trial of the sweep."""

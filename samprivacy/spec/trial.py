@@ -4,7 +4,7 @@ reports pass around. `Population`: the optional model population a trial's stron
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -14,6 +14,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic import ValidationInfo
 
 from samprivacy import catalog
 from samprivacy.errors import ConfigError
@@ -48,7 +49,7 @@ class RmiaOptions(_Frozen):
     @field_validator("a")
     @classmethod
     def _unit(cls, v: float | str) -> float | str:
-        if v != "auto" and not 0.0 <= v <= 1.0:
+        if not isinstance(v, str) and not 0.0 <= v <= 1.0:
             raise ValueError(f"must lie in [0, 1] or be auto, got {v}")
         return v
 
@@ -183,7 +184,7 @@ class TrialConfig(_Frozen):
     @field_validator("rho", "lr", "momentum", "weight_decay", "lam", "xi", "swa_start", "swa_lr", "label_smoothing",
                      *catalog.DEFENSE_PARAMS)
     @classmethod
-    def _finite(cls, v: float | None, info) -> float | None:
+    def _finite(cls, v: float | None, info: ValidationInfo) -> float | None:
         if v is not None and not math.isfinite(v):
             raise ValueError(f"`{info.field_name}` must be a finite number, got {v}")
         return v

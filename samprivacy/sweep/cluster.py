@@ -8,7 +8,6 @@ nodes have, and the fix. On an autoscaling cluster the sweep starts and says it 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import ray
 
+from samprivacy.compat import autoscaling_status
 from samprivacy.errors import ConfigError
 from samprivacy.spec import Resources
 
@@ -45,7 +45,7 @@ def start_ray(address: str | None) -> str:
     where = f"the Ray cluster at {joined}" if joined else LOCAL
     if not ray.is_initialized():
         ray.init(address=joined or "local", logging_level=logging.WARNING, log_to_driver=False,
-                 **({} if joined else {"include_dashboard": False}))
+                 include_dashboard=None if joined else False)
     return where
 
 
@@ -59,16 +59,14 @@ def _autoscaling() -> bool:
     """Whether an autoscaler can add nodes: autoscaler v2 says so in the GCS; v1 publishes its node types, which
     are read-only mirrors of the running nodes (named node_<id>) when there is no autoscaling config; the
     cluster launcher leaves ~/ray_bootstrap_config.yaml on the head node."""
-    from ray._private import ray_constants
     from ray.autoscaler.v2.utils import is_autoscaler_v2
-    from ray.experimental.internal_kv import _internal_kv_get
 
     try:
         if is_autoscaler_v2(fetch_from_server=True):
             return True
-        status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        status = autoscaling_status()
         if status:
-            types = set((json.loads(status).get("autoscaler_report") or {}).get("node_type_mapping", {}).values())
+            types = set((status.get("autoscaler_report") or {}).get("node_type_mapping", {}).values())
             if any(not t.startswith("node_") for t in types):
                 return True
     except Exception:  # an older or newer GCS without these keys: fall back to the launcher's file

@@ -12,13 +12,18 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
+from ray.tune.experiment import Trial
 
 from samprivacy.files import write_json_atomic
+
+if TYPE_CHECKING:
+    from samprivacy.sweep.search import SweepSearch
 
 _WATCHES: dict[str, "Watch"] = {}
 FILE_PERIOD_S = 2.0
@@ -28,13 +33,13 @@ class Watch:
     def __init__(self, progress_file: Path, on_progress: Callable[[dict], None] | None, note: str | None,
                  period_s: float = 1.0):
         self.progress_file, self.on_progress, self.note, self.period_s = progress_file, on_progress, note, period_s
-        self.search = None  # the SweepSearch of the Tune experiment running now
+        self.search: SweepSearch | None = None  # the SweepSearch of the Tune experiment running now
         self.running: set[str] = set()
         self._shown = self._written = 0.0
 
     def status(self) -> dict:
-        status = self.search.progress() if self.search is not None else {}
-        live = set(self.search.live) if self.search is not None else set()
+        status: dict[str, Any] = self.search.progress() if self.search is not None else {}
+        live: set[str] = set(self.search.connect().live) if self.search is not None else set()
         running = len(self.running & live)
         return status | {"running": running, "pending": len(live) - running, "note": self.note}
 
@@ -57,7 +62,8 @@ def watch(name: str) -> Watch | None:
 
 
 @contextmanager
-def watching(name: str, progress_file: Path, on_progress: Callable[[dict], None] | None, note: str | None):
+def watching(name: str, progress_file: Path, on_progress: Callable[[dict], None] | None,
+             note: str | None) -> Iterator[Watch]:
     _WATCHES[name] = w = Watch(progress_file, on_progress, note)
     try:
         yield w
@@ -72,16 +78,16 @@ class TrialStates(tune.Callback):
     def __init__(self, name: str):
         self.name = name
 
-    def on_trial_start(self, iteration, trials, trial, **info):
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (w := watch(self.name)) is not None:
             w.running.add(trial.trial_id)
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (w := watch(self.name)) is not None:
             w.running.discard(trial.trial_id)
 
     on_trial_error = on_trial_complete
 
-    def on_step_end(self, iteration, trials, **info):
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         if (w := watch(self.name)) is not None:
             w.tick()

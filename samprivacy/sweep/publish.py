@@ -18,7 +18,8 @@ from samprivacy.report.bundle import ReportFiles, write_report
 from samprivacy.report.records import SweepResults
 from samprivacy.report.runs import load_results
 from samprivacy.spec import SweepSpec
-from samprivacy.sweep.tracking import TAG_CONFIG, TAG_NOTE, Tracker
+from samprivacy.sweep.tracking import Tracker
+from samprivacy.tags import TAG_CONFIG, TAG_NOTE
 
 
 @dataclass(frozen=True)

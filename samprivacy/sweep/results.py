@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from optuna.trial import TrialState
@@ -70,7 +71,7 @@ def trial_rows(sweep: Sweep) -> list[dict]:
     seed), params, objective values (the mean over seeds, with `<objective>_std` when repeats > 1), the proposal
     it duplicates or copies, the failure reason."""
     spec = sweep.spec
-    study = load_study(spec.name, sweep.storage.optuna_url)
+    study = load_study(spec.name, sweep.storage.optuna_url).study
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state in (TrialState.RUNNING, TrialState.FAIL) and missing_params(spec, t.params):
@@ -104,13 +105,13 @@ def sweep_status(sweep: Sweep, rows: list[dict] | None = None, live: bool = True
     rows = trial_rows(sweep) if rows is None else rows
     measured = measured_rows(rows)
     failures = [r for r in measured if r["state"] == "FAIL" and not _stale(r)]
-    live = live_progress(sweep) if live else {}
-    study_attrs = load_study(sweep.spec.name, sweep.storage.optuna_url).user_attrs
+    progress = live_progress(sweep) if live else {}
+    study_attrs = load_study(sweep.spec.name, sweep.storage.optuna_url).study.user_attrs
     return {"name": sweep.spec.name, "budget": sweep.spec.n_trials, "repeats": sweep.spec.repeats,
             "complete": sum(r["state"] == "COMPLETE" for r in measured), "failed": len(failures),
             "duplicates": sum(r["duplicate_of"] is not None for r in rows),
             "proposals": sum(r["copy_of"] is None and not _stale(r) for r in rows),
-            "running": live.get("running", 0), "pending": live.get("pending", 0), "driver": bool(live),
+            "running": progress.get("running", 0), "pending": progress.get("pending", 0), "driver": bool(progress),
             "stop_reason": study_attrs.get(STOP_REASON), "workdir": str(sweep.storage.workdir),
             "failures": [{"number": r["number"], "reason": r["fail_reason"]} for r in failures],
             "front": front_rows(sweep, rows)}
@@ -144,7 +145,7 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
     names, modes = list(spec.objective_names), list(spec.objective_modes)
     points = np.array([[r[n] for n in names] for r in rows], dtype=float).reshape(len(rows), len(names))
     mask = pareto.non_dominated(points, modes) if rows else np.zeros(0, bool)
-    report = {"name": spec.name, "objectives": dict(spec.objectives), "complete": len(rows),
+    report: dict[str, Any] = {"name": spec.name, "objectives": dict(spec.objectives), "complete": len(rows),
               "front": [{**r, "configuration": configuration(spec, r["params"])} for r, on in zip(rows, mask) if on],
               "hypervolume": None, "files": {}}
     if len(names) == 2:
@@ -156,7 +157,7 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
     if len(names) == 2 and rows:
         labels = [f"trial {r['number']} ({r['trial_id'] or ', '.join(r['trial_ids'])})" for r in rows]
         groups = [method_of(spec, r["params"]) for r in rows]  # colour by method (optimizer or defense)
-        kwargs = dict(names=names, mask=mask, labels=labels, groups=groups, title=f"{spec.name}: Pareto front")
+        kwargs: dict[str, Any] = dict(names=names, mask=mask, labels=labels, groups=groups, title=f"{spec.name}: Pareto front")
         report["files"]["png"] = str(plots.plot_front_png(points, modes, out / "pareto.png", **kwargs))
         report["files"]["html"] = str(plots.plot_front_html(points, modes, out / "pareto.html",
                                                              details=[r["params"] for r in rows], **kwargs))

@@ -18,7 +18,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import optuna
 import sqlalchemy.exc
@@ -32,12 +32,14 @@ _log = logging.getLogger(__name__)
 
 def database_unreachable(exc: BaseException) -> bool:
     """True for a lost or refused database connection (also when Optuna wrapped it in StorageInternalError)."""
-    while exc is not None:
+    cause: BaseException | None = exc
+    while cause is not None:
+        exc = cause
         if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
             return True
         if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
             return True
-        exc = exc.__cause__
+        cause = exc.__cause__
     return False
 
 
@@ -69,7 +71,7 @@ _outer = threading.local()  # a retried call that makes another: only the outerm
 
 def _retried(method: Callable) -> Callable:
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(_outer, "active", False):
             return method(self, *args, **kwargs)
         _outer.active = True

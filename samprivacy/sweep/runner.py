@@ -11,20 +11,20 @@ summary run, the front in the experiment's description.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import TrialState
 from ray import tune
+from ray.tune import ResultGrid
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
+from samprivacy.compat import clear_pending_trial_decisions
 from samprivacy.errors import ConfigError
-from samprivacy.files import write_json_atomic
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.cluster import join_cluster, start_ray  # noqa: F401 (start_ray: runner's API)
 from samprivacy.sweep.progress import TrialStates, watching
@@ -34,8 +34,9 @@ from samprivacy.sweep.results import (PROGRESS_FILE, Sweep, measured_rows, open_
 from samprivacy.sweep.search import SweepSearch
 from samprivacy.sweep.study import (STOP_REASON, complete_late, fail_stale_trials, load_study, objective_values,
                                     optuna_storage)
-from samprivacy.sweep.tracking import TAG_TRIAL, Tracker
+from samprivacy.sweep.tracking import Tracker
 from samprivacy.sweep.trial import RUN_TRIAL, SweepContext, run_sweep_trial
+from samprivacy.tags import TAG_SPEC_HASH, TAG_STOP_REASON, TAG_TRIAL, TAG_WORKDIR
 
 SEGMENT_TRIALS = 1000  # Tune trials per Tune experiment (see the module's docstring)
 
@@ -108,35 +109,6 @@ def _restorable(path: str) -> bool:
     return any(Path(path).glob("experiment_state-*.json"))
 
 
-# The per-trial decisions a Tune driver had pending when it stopped (Ray 2.60 saves them with the experiment)
-STALE_DECISIONS = ("_cached_trial_decisions", "_queued_trial_decisions")
-
-
-def _forget_stale_decisions(path: str) -> None:
-    """Tune saves its driver's pending per-trial decisions with the experiment state and restores them. A STOP
-    decided for an attempt that errored (its worker killed while it saved a checkpoint) then stops the resumed
-    attempt at its first checkpoint: the trial ends TERMINATED without its results. Those decisions belong to a
-    driver that is gone; clear them in the newest snapshot before Tune restores it."""
-    import pyarrow.fs
-
-    fs, root = pyarrow.fs.FileSystem.from_uri(path if "://" in path else str(Path(path).resolve()))
-    names = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
-                   if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json"))
-    if not names:
-        return
-    with fs.open_input_stream(names[-1]) as stream:
-        state = json.loads(stream.readall())
-    runner_data = state.get("runner_data", {})
-    if not any(runner_data.get(key) for key in STALE_DECISIONS):
-        return
-    runner_data.update({key: {} for key in STALE_DECISIONS})
-    if "://" in path:
-        with fs.open_output_stream(names[-1]) as stream:
-            stream.write(json.dumps(state).encode())
-    else:
-        write_json_atomic(names[-1], state, indent=None)
-
-
 def _tracker(sweep: Sweep) -> Tracker:
     # A tracking server chooses its own artifact store; a database (SQLite, PostgreSQL) needs one from us.
     local = not sweep.storage.mlflow_uri.startswith(("http://", "https://", "databricks"))
@@ -149,7 +121,7 @@ def _data_root(spec: SweepSpec) -> str | None:
     return str(Path(spec.data_root).expanduser().resolve()) if spec.data_root else None
 
 
-def _stop_if_interrupted(spec: SweepSpec, grid, search: SweepSearch | None = None) -> None:
+def _stop_if_interrupted(spec: SweepSpec, grid: ResultGrid, search: SweepSearch | None = None) -> None:
     """Tune ends an experiment on Ctrl-C (SIGINT) or SIGUSR1 by saving its state and returning as if it were
     done: the sweep must stop there too (not start the next segment), leaving its open proposals to `resume`.
     Interrupted: a trial Tune left unfinished, or (for a new experiment) a searcher that never said FINISHED."""
@@ -158,13 +130,13 @@ def _stop_if_interrupted(spec: SweepSpec, grid, search: SweepSearch | None = Non
                                 f"continues it")
 
 
-def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | None, work: str | None) -> dict:
+def _execute(sweep: Sweep, spec_file: str | Path | None, on_progress: Progress | None, note: str | None, work: str | None) -> dict:
     """Run the sweep's segments: first every earlier one that Tune can restore (its unfinished and errored
     trials), then new ones while the book wants more (a restored searcher takes up open proposals)."""
     spec = sweep.spec
     tracker = _tracker(sweep)
     parent = tracker.parent_run(spec.canonical_json(), spec_file)
-    tracker.set_tags(parent, {"samprivacy.spec_hash": spec.spec_hash(), "samprivacy.workdir": str(sweep.storage.workdir)})
+    tracker.set_tags(parent, {TAG_SPEC_HASH: spec.spec_hash(), TAG_WORKDIR: str(sweep.storage.workdir)})
     ctx = SweepContext(spec, sweep.storage.mlflow_uri, parent, _data_root(spec),
                        references=str(sweep.storage.workdir / "references"), work=work or RUN_TRIAL)
     trainable = tune.with_resources(tune.with_parameters(run_sweep_trial, ctx=ctx),
@@ -173,11 +145,12 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
     with watching(spec.name, sweep.storage.workdir / PROGRESS_FILE, on_progress, note) as watch:
         segment = 0
         while _restorable(sweep.segment_path(segment)):
-            _forget_stale_decisions(sweep.segment_path(segment))
+            clear_pending_trial_decisions(sweep.segment_path(segment))  # a dead driver's (samprivacy.compat)
             tuner = tune.Tuner.restore(sweep.segment_path(segment), trainable, resume_unfinished=True,
                                        resume_errored=True)
             grid = tuner.fit()
-            late += [r for r in grid if r.error is None and r.config and "optuna_trial" in r.config]
+            late += [r for r in (grid[i] for i in range(len(grid))) if r.error is None and r.config
+                     and "optuna_trial" in r.config]
             if watch.search is not None:
                 watch.search.flush()  # Tune's final snapshot of this experiment is on storage
             _stop_if_interrupted(spec, grid)
@@ -199,7 +172,7 @@ def _execute(sweep: Sweep, spec_file, on_progress: Progress | None, note: str | 
             search = search.next_segment()
             segment += 1
         watch.search = search
-        outcome = finalize(sweep, tracker, parent, late, search.book.stop_reason())
+        outcome = finalize(sweep, tracker, parent, late, search.connect().book.stop_reason())
         watch.tick(force=True)
     return outcome | {"note": note}
 
@@ -208,7 +181,7 @@ class LiveFIFOScheduler(FIFOScheduler):
     """Tune's FIFO scheduler looks for a pending trial among all trials, finished ones included, on every step:
     O(trials) per step. The live ones suffice."""
 
-    def choose_trial_to_run(self, tune_controller):
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         for status in (Trial.PENDING, Trial.PAUSED):
             for trial in tune_controller.get_live_trials():
                 if trial.status == status:
@@ -223,17 +196,18 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
     completed by a copy. Tune has returned, so no trial is live: an Optuna trial still RUNNING belongs to none,
     and a trial run still RUNNING is either a failed trial's or an orphan's (started by a driver that died)."""
     spec = sweep.spec
-    study = load_study(spec.name, sweep.storage.optuna_url)
+    handle = load_study(spec.name, sweep.storage.optuna_url)
+    study = handle.study
     failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     finished_late: dict[int, dict[int, tuple[str, list[float]]]] = {}  # proposal -> seed -> (Tune trial, values)
     for result in late:
         values, reason = objective_values(result.metrics, list(spec.objective_names), error=False)
-        if reason is None and result.config["optuna_trial"] in failed:
+        if values is not None and result.config["optuna_trial"] in failed:
             finished_late.setdefault(result.config["optuna_trial"], {})[result.config["seed"]] = (
                 result.metrics["trial_id"], values)
     for number, seeds in finished_late.items():
         complete_late(study, spec, number, seeds)
-    fail_stale_trials(study, spec)
+    fail_stale_trials(handle, spec)
     if stop_reason:
         study.set_user_attr(STOP_REASON, stop_reason)
     rows = trial_rows(sweep)
@@ -262,7 +236,7 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
         metrics["hypervolume"] = published.report.hypervolume
     tracker.log_metrics(parent, metrics)
     if stop_reason:
-        tracker.set_tags(parent, {"samprivacy.stop_reason": stop_reason})
+        tracker.set_tags(parent, {TAG_STOP_REASON: stop_reason})
     tracker.finish(parent)  # Tune returned: every trial reached a final state
     return {"status": status, "pareto": report, "parent_run_id": parent, "experiment_id": tracker.experiment_id,
             "mlflow_uri": sweep.storage.mlflow_uri, "ui_path": published.ui_path,

@@ -21,20 +21,24 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import optuna
-from optuna.samplers import BaseSampler, GPSampler, GridSampler, NSGAIISampler, RandomSampler, TPESampler
+from optuna.distributions import BaseDistribution
+from optuna.study import StudyDirection
+from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, RandomSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState
 
 from samprivacy.errors import ConfigError
 from samprivacy.spec import Param, SweepSpec, TrialConfig, field_kind, parse_trial_config
 
-__all__ = ["SAMPLERS", "ConditionalGridSampler", "config_from_params", "config_id", "directions", "grid_combos",
-           "configuration", "make_sampler", "method_key", "method_of", "missing_params", "param_names", "suggest_params",
-           "suggest_trial_config", "unit_seeds"]
+__all__ = ["SAMPLER_FACTORIES", "ConditionalGridSampler", "config_from_params", "config_id", "configuration",
+           "directions", "grid_combos", "make_sampler", "method_key", "method_of", "missing_params", "param_names",
+           "proposal_config_id", "suggest_params", "suggest_trial_config", "unit_seeds"]
 
 
-def directions(spec: SweepSpec) -> list[str]:
+def directions(spec: SweepSpec) -> list[StudyDirection]:
     """Optuna's study directions, one per objective in the spec's order."""
-    return ["maximize" if mode == "max" else "minimize" for mode in spec.objective_modes]
+    return [StudyDirection.MAXIMIZE if mode == "max" else StudyDirection.MINIMIZE for mode in spec.objective_modes]
 
 
 def method_key(spec: SweepSpec) -> str:
@@ -73,7 +77,7 @@ def param_names(spec: SweepSpec) -> list[str]:
 
 def _suggest(trial: optuna.Trial, name: str, field: str, p: Param) -> Any:
     if p.kind == "choices":
-        return trial.suggest_categorical(name, list(p.choices))
+        return trial.suggest_categorical(name, list(p.choices or ()))
     if field_kind(field) == "int":
         return trial.suggest_int(name, p.low, p.high, step=p.step or 1, log=p.log)
     return trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)
@@ -134,6 +138,11 @@ def config_id(config: TrialConfig) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
+def proposal_config_id(spec: SweepSpec, params: dict[str, Any], seeds: tuple[int, ...]) -> str:
+    """The configuration id of a proposal with these Optuna params (its first seed stands for the seed)."""
+    return config_id(config_from_params(spec, {**params, "seed": seeds[0]}))
+
+
 def suggest_trial_config(trial: optuna.Trial, spec: SweepSpec) -> TrialConfig:
     """Suggest one trial's configuration; an sgd trial never gets rho, lam or xi."""
     return config_from_params(spec, suggest_params(trial, spec))
@@ -154,27 +163,56 @@ def grid_combos(spec: SweepSpec) -> list[dict[str, Any]]:
     return combos
 
 
-class ConditionalGridSampler(GridSampler):
-    """Optuna's GridSampler over an explicit list of combinations instead of a full product.
+class ConditionalGridSampler(BaseSampler):
+    """Each combination of an explicit list once, through Optuna's public sampler interface.
 
-    A product would repeat every sgd trial once per sam.rho value; here each combination appears once. Reuses
-    GridSampler's bookkeeping (grid ids in trial system attrs, unvisited ids, resume) by replacing its grid.
+    A product of every parameter's values would repeat every sgd trial once per sam.rho value; here each
+    combination appears once. A trial takes the first combination, in an order shuffled by `seed`, that no
+    other trial of the study holds (COMPLETE or RUNNING, by its params; a failed one is proposed again); once
+    every combination is taken, one at random, as Optuna's GridSampler does. Nothing is stored beside the
+    trials' own params, so a resumed study goes on where it stopped, whatever the seed.
     """
 
     def __init__(self, combos: Sequence[dict[str, Any]], seed: int | None = None) -> None:
-        super().__init__({}, seed)  # an empty product: the real grid is set below, never materialised as a product
-        names = sorted({name for combo in combos for name in combo})
-        self._search_space = {n: list(dict.fromkeys(c[n] for c in combos if n in c)) for n in names}
-        self._param_names = names
-        # parameters a combination does not use (sam.rho in an sgd combo) are never asked for: None fills them
-        self._all_grids = [tuple(combo.get(n) for n in names) for combo in combos]
-        self._n_min_trials = len(self._all_grids)
-        self._rng.rng.shuffle(self._all_grids)
+        self.names = sorted({name for combo in combos for name in combo})
+        self.rng = np.random.RandomState(seed)
+        self.combos = [combos[i] for i in self.rng.permutation(len(combos))]
+        self.chosen: dict[int, dict[str, Any]] = {}  # trial number -> its combination, while it is suggested
 
-    def after_trial(self, study, trial, state, values) -> None:
-        # GridSampler calls study.stop() once the grid is done, which raises outside study.optimize()
-        # (optuna#5141), i.e. under Ray Tune's ask/tell; the runner stops after spec.n_trials instead.
-        return None
+    def _key(self, params: dict[str, Any]) -> tuple:
+        return tuple(params.get(name) for name in self.names)
+
+    def _taken(self, study: optuna.Study, but: int | None = None) -> set[tuple]:
+        return {self._key(t.params) for t in study.get_trials(deepcopy=False, states=_HELD) if t.number != but}
+
+    def is_exhausted(self, study: optuna.Study) -> bool:
+        """Whether every combination is held by a trial of `study`."""
+        return not {self._key(combo) for combo in self.combos} - self._taken(study)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if trial.number not in self.chosen:
+            taken = self._taken(study, but=trial.number)
+            free = [combo for combo in self.combos if self._key(combo) not in taken]
+            self.chosen[trial.number] = free[0] if free else self.combos[self.rng.randint(len(self.combos))]
+        combo = self.chosen[trial.number]
+        if param_name not in combo:
+            raise ValueError(f"the grid has no value of {param_name!r} in combination {combo}")
+        return combo[param_name]
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self.chosen.pop(trial.number, None)
+
+
+_HELD = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
 def _tpe(spec: SweepSpec) -> BaseSampler:
@@ -209,7 +247,7 @@ def _or(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
-SAMPLERS: dict[str, Callable[[SweepSpec], BaseSampler]] = {
+SAMPLER_FACTORIES: dict[str, Callable[[SweepSpec], BaseSampler]] = {
     "tpe": _tpe, "nsga2": _nsga2, "gp": _gp, "random": _random, "grid": _grid}
 
 
@@ -217,4 +255,4 @@ def make_sampler(spec: SweepSpec) -> BaseSampler:
     """The Optuna sampler the spec names, seeded from `sampler.seed`."""
     with warnings.catch_warnings():  # group=True and GPSampler options are flagged experimental: expected here
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return SAMPLERS[spec.sampler.name](spec)
+        return SAMPLER_FACTORIES[spec.sampler.name](spec)

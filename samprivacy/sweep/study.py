@@ -10,14 +10,18 @@ before its budget.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import optuna
+from optuna.samplers import BaseSampler
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.retry import ResilientRDBStorage
-from samprivacy.sweep.space import missing_params, unit_seeds
+from samprivacy.sweep.space import directions, missing_params, proposal_config_id, unit_seeds
 from samprivacy.sweep.units import Outcome, Proposal
 
 ATTR_TUNE_TRIAL = "tune_trial_id"
@@ -45,12 +49,81 @@ def optuna_storage(url: str) -> optuna.storages.BaseStorage:
     return ResilientRDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
-def load_study(spec_name: str, url: str) -> optuna.Study:
+@dataclass(frozen=True)
+class SweepStudy:
+    """A sweep's Optuna study with the storage it was opened on. Optuna's public storage methods address a
+    trial by the study's id and the trial's number; a Study object does not expose its storage, so it is kept
+    here, and the id is asked of the storage by name."""
+
+    study: optuna.Study
+    storage: BaseStorage
+    study_id: int
+
+    @classmethod
+    def on(cls, study: optuna.Study, storage: BaseStorage) -> "SweepStudy":
+        return cls(study, storage, storage.get_study_id_from_name(study.study_name))
+
+    def set_user_attr(self, number: int, key: str, value: Any) -> None:
+        """A user attribute of trial `number`, which must not be finished yet (set attributes, then tell): the
+        driver holds a proposal by its number, not as an optuna.Trial."""
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        self.storage.set_trial_user_attr(trial_id, key, value)
+
+    def fail(self, number: int, reason: str) -> None:
+        self.set_user_attr(number, ATTR_FAIL_REASON, reason)
+        self.study.tell(number, state=TrialState.FAIL)
+
+
+def open_study(spec: SweepSpec, url: str, sampler: BaseSampler) -> SweepStudy:
+    """The sweep's study, created on first use."""
+    storage = optuna_storage(url)
+    study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions(spec), sampler=sampler,
+                                load_if_exists=True)
+    return SweepStudy.on(study, storage)
+
+
+def load_study(spec_name: str, url: str) -> SweepStudy:
+    storage = optuna_storage(url)
     try:
-        return optuna.load_study(study_name=spec_name, storage=optuna_storage(url))
+        return SweepStudy.on(optuna.load_study(study_name=spec_name, storage=storage), storage)
     except KeyError:  # the sweep was saved but its study not created yet (it is starting, or died starting)
         raise ConfigError(f"sweep '{spec_name}' has no Optuna study yet in {url}; wait for it to start, or "
                           f"`samprivacy resume {spec_name}` if its driver died") from None
+
+
+@dataclass
+class StudyRecord:
+    """What a (re)starting driver reads from the study: the settled proposals with their outcomes, and the open
+    ones (RUNNING: a driver stopped before it told them) with their Optuna params."""
+
+    settled: list[Proposal]
+    open: list[tuple[Proposal, dict[str, Any]]]
+
+
+def read_proposals(handle: SweepStudy, spec: SweepSpec) -> StudyRecord:
+    """Every proposal of the study, in order. A RUNNING trial whose driver died before its parameters were all
+    set is failed here as INTERRUPTED (an earlier rebuild, e.g. a restored segment's, may have done so): no
+    configuration, not proposed, not measured, not against the budget."""
+    trials = sorted(handle.study.get_trials(deepcopy=False), key=lambda t: t.number)
+    copies = {t.user_attrs[ATTR_COPY_OF]: t for t in trials
+              if ATTR_COPY_OF in t.user_attrs and t.state == TrialState.COMPLETE}
+    record = StudyRecord([], [])
+    for t in trials:
+        if ATTR_COPY_OF in t.user_attrs or t.state not in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING):
+            continue
+        if missing_params(spec, t.params):
+            if t.state == TrialState.RUNNING:
+                handle.fail(t.number, INTERRUPTED)
+            continue
+        seeds = unit_seeds(spec, t.params)
+        proposal = Proposal(t.number, proposal_config_id(spec, t.params, seeds), seeds,
+                            duplicate_of=t.user_attrs.get(ATTR_DUPLICATE_OF))
+        if t.state == TrialState.RUNNING:
+            record.open.append((proposal, dict(t.params)))
+        else:
+            proposal.outcomes = proposal_outcomes(copies.get(t.number, t), seeds)
+            record.settled.append(proposal)
+    return record
 
 
 def proposal_outcomes(trial: FrozenTrial, seeds: tuple[int, ...]) -> dict[int, Outcome]:
@@ -67,7 +140,7 @@ def proposal_outcomes(trial: FrozenTrial, seeds: tuple[int, ...]) -> dict[int, O
 
 
 def units_attr(proposal: Proposal) -> dict:
-    return {str(seed): {"values": list(o.values) if o.ok else None, "reason": o.reason, "trial": o.trial_id}
+    return {str(seed): {"values": list(o.values) if o.values is not None else None, "reason": o.reason, "trial": o.trial_id}
             for seed, o in proposal.outcomes.items()}
 
 
@@ -97,13 +170,14 @@ def complete_late(study: optuna.Study, spec: SweepSpec, number: int, late: dict[
     return True
 
 
-def fail_stale_trials(study: optuna.Study, spec: SweepSpec) -> int:
+def fail_stale_trials(handle: SweepStudy, spec: SweepSpec) -> int:
     """FAIL every RUNNING trial: called once Tune has returned, when no live trial can finish one."""
-    storage, failed = study._storage, 0
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    failed = 0
+    for frozen in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reason = INTERRUPTED if missing_params(spec, frozen.params) else STALE
-        storage.set_trial_user_attr(frozen._trial_id, ATTR_FAIL_REASON, reason)
-        storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+        trial_id = handle.storage.get_trial_id_from_study_id_trial_number(handle.study_id, frozen.number)
+        handle.storage.set_trial_user_attr(trial_id, ATTR_FAIL_REASON, reason)
+        handle.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         failed += 1
     return failed
 

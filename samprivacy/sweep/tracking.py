@@ -20,21 +20,14 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from samprivacy.report.runs import TAG_CONFIG, TAG_KIND, TAG_SWEEP, TAG_TRIAL, search  # noqa: F401
+from samprivacy.report.runs import search
 from samprivacy.catalog import POPULATION_ATTACKS
 from samprivacy.spec import OBJECTIVE_METRICS
+from samprivacy.sweep.units import Proposal, Unit, unit_key
+from samprivacy.tags import (EXPERIMENT_KIND, TAG_CONFIG, TAG_DUPLICATE_OF, TAG_FAILURE, TAG_GIT_REVISION, TAG_KIND,
+                             TAG_PARENT_RUN, TAG_PARETO, TAG_PROPOSAL, TAG_SEED, TAG_SWEEP, TAG_SWEEP_RUN, TAG_TRIAL)
 
-TAG_SWEEP_RUN = "samprivacy.sweep_run_id"  # on trial runs: their sweep's summary run
-TAG_NOTE = "mlflow.note.content"  # a run's or an experiment's description (markdown) in the UI
-TAG_SEED = "samprivacy.seed"  # a trial run's seed (with the config id: the unit it measures)
-TAG_PROPOSAL = "samprivacy.proposal"  # the Optuna trial number of a config or duplicate run
-TAG_DUPLICATE_OF = "samprivacy.duplicate_of"  # on a duplicate: the run whose measurement it reuses
-TAG_PARETO = "pareto"
-TAG_FAILURE = "samprivacy.failure"
 POPULATION_ATTACK_PREFIXES = tuple(f"{a}_" for a in POPULATION_ATTACKS)
-# Classic model development, as far as MLflow records it (its 3.17 UI still opens an experiment on the GenAI
-# overview unless the address says ?workflowType=machine_learning: see report/page.py).
-EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
 # MLflow prints "View run ..." links to stdout when a run ends against a server; only the CLI prints here.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -90,7 +83,7 @@ class Tracker:
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=f"{self.sweep} (sweep summary)", tags={
-            TAG_SWEEP: self.sweep, TAG_KIND: "sweep", "samprivacy.git_revision": git_revision()})
+            TAG_SWEEP: self.sweep, TAG_KIND: "sweep", TAG_GIT_REVISION: git_revision()})
         if spec_file is not None:
             self.client.log_artifact(run.info.run_id, str(spec_file), "spec")
         if spec_json is not None:
@@ -109,6 +102,45 @@ class Tracker:
             **(tags or {})})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def unit_trial_run(self, trial_id: str, parent_run_id: str, unit: Unit, run_name: str,
+                       earlier: str | None = None) -> str:
+        """The trial run a unit trains in, created as Tune queues it (its worker logs the params), or the run of
+        an `earlier` attempt at the unit, now this Tune trial's."""
+        if earlier is not None:
+            self.set_tags(earlier, {TAG_TRIAL: trial_id})
+            return earlier
+        return self.child_run(trial_id, parent_run_id, search=False, params={}, run_name=run_name,
+                              tags={TAG_CONFIG: unit.config_id, TAG_SEED: str(unit.seed), TAG_PARETO: "false"})
+
+    def record_proposal(self, parent_run_id: str, proposal: Proposal, config: dict, objectives: tuple[str, ...],
+                        repeats: int, training: dict[str, str]) -> None:
+        """A told proposal's bookkeeping run: a config run (the mean and std over seeds) for a measured proposal
+        with repeats > 1; a duplicate run (no artifacts) pointing at the run whose measurement it reuses.
+        `config`: its TrialConfig fields without the seed; `training`: unit key -> run of units training now."""
+        means, stds, reason = proposal.result()
+        if proposal.duplicate_of is None and (reason is not None or repeats == 1):
+            return  # one seed: its trial run is the record; a failed configuration: its trial runs say why
+        metrics: dict[str, float] = dict(zip(objectives, means or []))
+        if repeats > 1:
+            metrics |= {f"{n}_std": s for n, s in zip(objectives, stds)} | {"repeats": repeats}
+            config = config | {"seeds": ",".join(map(str, proposal.seeds))}
+        key, tags = {TAG_PROPOSAL: str(proposal.number)}, {TAG_CONFIG: proposal.config_id}
+        if proposal.duplicate_of is None:
+            self.record_run("config", key, parent_run_id, config, metrics, tags, f"config-{proposal.number}")
+        else:
+            tags[TAG_DUPLICATE_OF] = self._original_run(proposal, repeats, training) or "unknown"
+            self.record_run("duplicate", key, parent_run_id, config, metrics, tags, f"duplicate-{proposal.number}",
+                            failed_reason=reason)
+
+    def _original_run(self, proposal: Proposal, repeats: int, training: dict[str, str]) -> str | None:
+        if repeats > 1 and (found := self.find_run(**{TAG_KIND: "config", TAG_CONFIG: proposal.config_id})):
+            return found
+        # one seed, or the original's mean not recorded yet (it is told after a snapshot): its first seed's run
+        outcome = proposal.outcomes.get(proposal.seeds[0])
+        if outcome is None:  # it waited for a unit that is training: that unit's run
+            return training.get(unit_key(proposal.config_id, proposal.seeds[0]))
+        return outcome.run_id or (self.find_run(**{TAG_TRIAL: outcome.trial_id}) if outcome.trial_id else None)
 
     def unit_run(self, config_id: str, seed: int) -> str | None:
         """The trial run of an earlier attempt at this configuration and seed that did not fail: a driver that
@@ -132,7 +164,7 @@ class Tracker:
             return found
         # bookkeeping, not measurements: nested under the summary run, so the runs table shows the trials
         run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags={
-            TAG_SWEEP: self.sweep, TAG_KIND: kind, "mlflow.parentRunId": parent_run_id, **key, **tags}).info.run_id
+            TAG_SWEEP: self.sweep, TAG_KIND: kind, TAG_PARENT_RUN: parent_run_id, **key, **tags}).info.run_id
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items()) if v is not None],
                               metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()

@@ -24,7 +24,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
+from mlflow.entities import Run
 from ray import tune
 
 from samprivacy.errors import SamprivacyError, TrainingDiverged
@@ -32,6 +34,7 @@ from samprivacy.spec import SweepSpec, TrialConfig
 from samprivacy.sweep.metrics import TrialMetrics
 from samprivacy.sweep.space import config_from_params
 from samprivacy.sweep.tracking import Tracker, trial_metrics
+from samprivacy.tags import TAG_BEST_ATTACK, TAG_LAST_ERROR, TAG_WARNINGS
 
 STATE_FILE = "train_state.pt"
 RUN_TRIAL = "samprivacy.pipeline:run_trial"
@@ -60,13 +63,15 @@ _TRACKERS: dict[tuple[str, str], Tracker] = {}
 
 def _tracker(ctx: SweepContext) -> Tracker:
     """One MLflow client per worker process and sweep (actors are reused across trials)."""
+    if ctx.mlflow_uri is None:
+        raise SamprivacyError("a sweep trial needs the sweep's MLflow store (SweepContext.mlflow_uri)")
     key = (ctx.mlflow_uri, ctx.spec.name)
     if key not in _TRACKERS:
         _TRACKERS[key] = Tracker(ctx.mlflow_uri, ctx.spec.name)
     return _TRACKERS[key]
 
 
-def _work(ctx: SweepContext):
+def _work(ctx: SweepContext) -> Callable[..., Any]:
     module, _, name = ctx.work.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -91,7 +96,7 @@ def _load_checkpoint() -> dict | None:
     return None
 
 
-def _settled(run, objectives: tuple[str, ...]) -> dict | None:
+def _settled(run: Run, objectives: tuple[str, ...]) -> dict | None:
     """What a trial reported last time, if its MLflow run already finished (after the driver's last snapshot,
     before the driver stopped). A FAILED run is not settled: an error may not repeat, so it trains again."""
     if run.info.status == "FINISHED" and all(k in run.data.metrics for k in objectives):
@@ -112,7 +117,7 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     logged = {**config.model_dump(exclude_none=True), "method": config.method,
               "optuna_trial": params.get("optuna_trial")}
     run_id = params.get("mlflow_run_id") or tracker.child_run(  # no run id: the driver has no MLflow run for it
-        trial_id, ctx.parent_run_id, run_name=f"{config.method}-{trial_id}", params=logged)
+        trial_id, ctx.parent_run_id or "", run_name=f"{config.method}-{trial_id}", params=logged)
     run = tracker.client.get_run(run_id)
     settled = _settled(run, ctx.spec.objective_names)
     if settled is not None:  # it ended before the driver stopped (a resume took it up): report it, re-run nothing
@@ -127,7 +132,7 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     pending: list[tuple[int, dict]] = []  # epoch curves not yet in MLflow
     last_report = time.monotonic()
 
-    def on_epoch(row: dict, checkpoint) -> None:
+    def on_epoch(row: dict, checkpoint: Callable[[], dict]) -> None:
         # A checkpoint is a synchronous round trip to Tune (and an experiment snapshot): at most every
         # checkpoint_interval_s. Curves go to MLflow first, so a crash can only repeat an epoch's values.
         nonlocal last_report, unlogged
@@ -154,13 +159,13 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
         return
     except Exception as exc:  # Tune retries it (FailureConfig) from the last checkpoint; MLflow shows why
         live.finished("error")
-        tracker.set_tags(run_id, {"samprivacy.last_error": f"{type(exc).__name__}: {exc}"[:5000]})
+        tracker.set_tags(run_id, {TAG_LAST_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
         raise
 
     summary = result.summary()
-    warnings = {"samprivacy.warnings": "; ".join(summary["warnings"])} if summary.get("warnings") else {}
+    warnings = {TAG_WARNINGS: "; ".join(summary["warnings"])} if summary.get("warnings") else {}
     tracker.log_metric_rows(run_id, [*pending, (0, trial_metrics(summary))], params=unlogged,
-                            tags={"samprivacy.best_attack": summary["best_attack"], **warnings})
+                            tags={TAG_BEST_ATTACK: summary["best_attack"], **warnings})
     with tempfile.TemporaryDirectory() as tmp:
         result.save(tmp)
         tracker.log_artifacts(run_id, tmp)

@@ -12,18 +12,21 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Callable
+
+from samprivacy.spec import TrialConfig
 
 TRIVIAL = "samprivacy.sweep.trivial:run_trial"
 
 
-def objectives(config) -> dict[str, float]:
+def objectives(config: TrialConfig) -> dict[str, float]:
     """test_acc and attack_acc in [0.5, 1), a function of everything but nothing random."""
     digest = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).digest()
     return {"test_acc": 0.5 + digest[0] / 512, "attack_acc": 0.5 + digest[1] / 512}
 
 
 class TrivialResult:
-    def __init__(self, config, seconds: float):
+    def __init__(self, config: TrialConfig, seconds: float) -> None:
         self.config, self.seconds = config, seconds
 
     def summary(self) -> dict:
@@ -35,12 +38,13 @@ class TrivialResult:
                 "attacks": {"loss": {"accuracy": values["attack_acc"], "auc": values["attack_acc"]}},
                 "history": [], "device": "cpu", "seconds": self.seconds}
 
-    def save(self, directory) -> Path:
+    def save(self, directory: str | Path) -> Path:
         Path(directory, "summary.json").write_text(json.dumps(self.summary()))
         return Path(directory)
 
 
-def run_trial(config, *, on_epoch=None, resume=None, references=None):
+def run_trial(config: TrialConfig, *, on_epoch: Callable | None = None, resume: dict | None = None,
+              references: object = None) -> "TrivialResult":
     start = time.perf_counter()
     pause = float(os.environ.get("SAMPRIVACY_TRIVIAL_EPOCH_S", "0"))
     first = resume["epoch"] + 1 if resume else 1

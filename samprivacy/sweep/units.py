@@ -185,7 +185,7 @@ class Book:
         del self._training[unit.key]
         if outcome.ok:
             self._finished[unit.key] = (outcome, unit.proposal)
-        done = []
+        done: list[int] = []
         for number in [unit.proposal, *self._waiting.pop(unit.key, [])]:
             proposal = self._open.get(number)
             if proposal is None or proposal.done:

@@ -56,6 +56,7 @@ def test_mlflow_answers_only_with_credentials(swept):
 
 
 def test_every_trial_run_has_its_metrics_and_curves(swept):
+    assert len(swept.runs) == BUDGET  # the loop below must not pass on no runs
     for trial_id, run in swept.runs.items():
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert 0.0 <= metrics["test_acc"] <= 1.0 and 0.0 <= metrics["attack_acc"] <= 1.0, trial_id
@@ -70,6 +71,7 @@ def test_artifacts_are_in_the_object_store(swept):
                       aws_secret_access_key=cluster.secret("s3_secret_key"))
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow")
             for o in page.get("Contents", [])]
+    assert len(swept.runs) == BUDGET
     for run in swept.runs.values():
         run_id = run["info"]["run_id"]
         assert run["info"]["artifact_uri"].startswith("mlflow-artifacts:")  # proxied by the server

@@ -229,14 +229,14 @@ def test_dashboard_serves_the_sweeps_study(sweep):
 
     opened = open_sweep("live", sweep["work"] / "sweep")
     study = load_study("live", opened.storage.optuna_url)
-    command = dashboard_command(opened.storage.optuna_url, study._study_id, port=free_port())
+    command = dashboard_command(opened.storage.optuna_url, study.study_id, port=free_port())
     server = start(command.argv, sweep["work"] / "optuna-dashboard.log")
     try:
         base = command.url.split("/dashboard/")[0]
         wait_for(base + "/api/studies", server)
         studies = get_json(base + "/api/studies")["study_summaries"]
         assert [s["study_name"] for s in studies] == ["live"]
-        detail = get_json(f"{base}/api/studies/{study._study_id}?after=0")
+        detail = get_json(f"{base}/api/studies/{study.study_id}?after=0")
         assert len(detail["trials"]) == 8 and len(detail["best_trials"]) >= 1  # best_trials: Optuna's front
     finally:
         stop(server)

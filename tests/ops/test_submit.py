@@ -246,7 +246,7 @@ def test_submit_refuses_a_cluster_python_without_this_samprivacy(ray_head, tmp_p
 def test_submit_follow_runs_the_sweep_into_the_given_workdir(ray_head, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from samprivacy.sweep.tracking import TAG_KIND, TAG_TRIAL
+    from samprivacy.tags import TAG_KIND, TAG_TRIAL
 
     workdir = tmp_path / "shared" / "tiny"
     result = run_cli("submit", str(write_spec(tmp_path)), "--address", ray_head.address, "--workdir", str(workdir),

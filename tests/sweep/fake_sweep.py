@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from samprivacy.spec import parse_spec
-from samprivacy.sweep.tracking import Tracker, TAG_TRIAL
+from samprivacy.sweep.tracking import Tracker
+from samprivacy.tags import TAG_TRIAL
 
 SPEC = {
     "name": "fake", "datasets": ["digits"], "seeds": [0, 1],

@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from samprivacy.spec import parse_spec
 from samprivacy.sweep import runner
 from samprivacy.sweep.results import measured_rows, trial_rows
-from samprivacy.sweep.tracking import EXPERIMENT_KIND, TAG_KIND, TAG_PARETO, TAG_TRIAL
+from samprivacy.tags import EXPERIMENT_KIND, TAG_KIND, TAG_PARETO, TAG_TRIAL
 
 pytestmark = pytest.mark.slow
 
@@ -180,20 +180,26 @@ def test_exactly_one_finished_child_run_per_trial(served):
 
 
 def test_val_acc_history_has_one_point_per_epoch(served):
-    for run in _runs(served, "trial"):
+    runs = _runs(served, "trial")
+    assert len(runs) == TRIALS  # the loop below must not pass on no runs
+    for run in runs:
         history = served.client.get_metric_history(run.info.run_id, "val_acc")
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
 
 
 def test_every_per_epoch_curve_has_one_point_per_epoch(served):
-    for run in _runs(served, "trial"):
+    runs = _runs(served, "trial")
+    assert len(runs) == TRIALS
+    for run in runs:
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"):
             steps = sorted(m.step for m in served.client.get_metric_history(run.info.run_id, key))
             assert steps == list(range(1, EPOCHS + 1)), key
 
 
 def test_trial_artifacts_download_through_the_server(served, tmp_path):
-    for run in _runs(served, "trial"):
+    runs = _runs(served, "trial")
+    assert len(runs) == TRIALS
+    for run in runs:
         run_id = run.info.run_id
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")
         assert TRIAL_ARTIFACTS <= {a.path for a in served.client.list_artifacts(run_id)}

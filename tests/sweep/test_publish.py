@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from samprivacy.report import page
 from samprivacy.sweep.publish import publish
-from samprivacy.sweep.tracking import TAG_NOTE
+from samprivacy.tags import TAG_NOTE
 
 from .fake_sweep import RESULTS, fill, spec
 

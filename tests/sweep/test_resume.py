@@ -12,6 +12,9 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy.exc
+from alembic.util.exc import CommandError
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -33,12 +36,17 @@ def samprivacy(*args: str, **kwargs) -> subprocess.Popen:
                             **kwargs)
 
 
+# What reading the Optuna study raises before the driver has created it (KeyError), or while it creates the
+# schema or holds the write lock; anything else is a real error and fails the test.
+STUDY_NOT_READY = (KeyError, sqlalchemy.exc.DBAPIError, CommandError)
+
+
 def trial_states(workdir) -> list[TrialState]:
     """States of the measured proposals (duplicates, told at once, left out)."""
     try:
         study = optuna.load_study(study_name="killme", storage=f"sqlite:///{workdir}/optuna.db")
         return [t.state for t in study.get_trials(deepcopy=False) if "duplicate_of" not in t.user_attrs]
-    except Exception:  # not created yet
+    except STUDY_NOT_READY:
         return []
 
 
@@ -189,23 +197,33 @@ def test_an_errored_trial_is_failed_everywhere_then_completed_by_resume(tmp_path
     assert json.loads(status.stdout)["failed"] == 0 and json.loads(status.stdout)["complete"] == 2
 
 
+# What reading an MLflow store raises while the driver is still creating, migrating or writing it (the reader's
+# client races the driver's schema migration); anything else is a real error and fails the test.
+STORE_NOT_READY = (MlflowException, sqlalchemy.exc.DBAPIError, CommandError)
+
+
 def finished_runs(workdir, name) -> int:
     """How many trial runs of sweep `name` have finished (0 before its MLflow store exists)."""
+    if not (workdir / "mlflow.db").exists():
+        return 0
     try:
         client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-        return len(client.search_runs([client.get_experiment_by_name(name).experiment_id],
-                                      "tags.`samprivacy.kind` = 'trial' and attributes.status = 'FINISHED'"))
-    except Exception:
+        experiment = client.get_experiment_by_name(name)
+        return 0 if experiment is None else len(client.search_runs(
+            [experiment.experiment_id], "tags.`samprivacy.kind` = 'trial' and attributes.status = 'FINISHED'"))
+    except STORE_NOT_READY:
         return 0
 
 
 def epochs_logged(client, name) -> int:
     """The most epochs any trial of sweep `name` has logged so far (0 before its MLflow store exists)."""
     try:
-        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id],
-                                  filter_string="tags.`samprivacy.kind` = 'trial'")
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            return 0
+        runs = client.search_runs([experiment.experiment_id], filter_string="tags.`samprivacy.kind` = 'trial'")
         return max((len(client.get_metric_history(r.info.run_id, "val_acc")) for r in runs), default=0)
-    except Exception:
+    except STORE_NOT_READY:
         return 0
 
 
@@ -276,7 +294,7 @@ def trivial_driver(command: str, workdir, log, kill_at_ask: int | None = None) -
 def study_of(workdir, name="small"):
     try:
         return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir}/optuna.db").get_trials(deepcopy=False)
-    except Exception:  # not created yet
+    except STUDY_NOT_READY:
         return []
 
 

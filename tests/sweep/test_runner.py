@@ -12,7 +12,7 @@ from samprivacy.cli import main
 from samprivacy.spec import parse_spec
 from samprivacy.sweep import runner
 from samprivacy.report.pareto import non_dominated
-from samprivacy.sweep.tracking import TAG_KIND, TAG_TRIAL
+from samprivacy.tags import TAG_KIND, TAG_TRIAL
 
 pytestmark = pytest.mark.slow
 

@@ -35,7 +35,7 @@ def searcher(tmp_path, name, mlflow_uri=None, enqueue=(), **changes) -> SweepSea
     study = optuna.create_study(study_name=name, storage=search.optuna_url, directions=["maximize", "minimize"])
     for params in enqueue:  # Optuna's own way to fix the next proposals
         study.enqueue_trial(params)
-    search._connect()
+    search.connect()
     return search
 
 
@@ -47,7 +47,7 @@ def report(search, trial_id, **values):
 
 def states(search):
     """(state, duplicate_of) of each proposal (enqueued ones not yet asked for are left out)."""
-    return [(t.state.name, t.user_attrs.get("duplicate_of")) for t in search.study.get_trials(deepcopy=False)
+    return [(t.state.name, t.user_attrs.get("duplicate_of")) for t in search.proposer.study.get_trials(deepcopy=False)
             if t.state != TrialState.WAITING]
 
 
@@ -60,7 +60,7 @@ def test_a_measured_configuration_is_reused_and_the_study_says_so(tmp_path, mlfl
     second = search.suggest("t2")  # proposal 1 repeats proposal 0: answered at once; proposal 2 trains
     assert second["seed"] == 1 and second["optuna_trial"] == 2
     assert states(search) == [("COMPLETE", None), ("COMPLETE", 0), ("RUNNING", None)]
-    assert search.study.trials[1].values == [0.9, 0.6]
+    assert search.proposer.study.trials[1].values == [0.9, 0.6]
     report(search, "t2")
     assert search.suggest("t3") == Searcher.FINISHED  # 2 measured = the budget
     client = MlflowClient(mlflow_uri)
@@ -82,7 +82,7 @@ def test_a_configuration_training_now_is_waited_for(tmp_path):
     assert states(search) == [("RUNNING", None), ("RUNNING", 0), ("RUNNING", None)]
     report(search, "t1", test_acc=0.7)
     assert states(search)[:2] == [("COMPLETE", None), ("COMPLETE", 0)]
-    assert search.study.trials[1].values == search.study.trials[0].values == [0.7, 0.6]
+    assert search.proposer.study.trials[1].values == search.proposer.study.trials[0].values == [0.7, 0.6]
     assert search.progress()["duplicates"] == 1 and search.progress()["waiting"] == 0
 
 
@@ -110,10 +110,10 @@ def test_replicates_train_one_unit_per_seed_and_optuna_gets_the_mean(tmp_path, m
                       train={"epochs": 2, "lr": {"choices": [0.1, 0.2]}})
     units = [search.suggest(f"t{i}") for i in range(3)]
     assert [u["seed"] for u in units] == [0, 1, 2] and {u["optuna_trial"] for u in units} == {0}
-    assert len({u["config_id"] for u in units}) == 1 and "seed" not in search.study.trials[0].params
+    assert len({u["config_id"] for u in units}) == 1 and "seed" not in search.proposer.study.trials[0].params
     for i, acc in enumerate([0.7, 0.8, 0.9]):
         report(search, f"t{i}", test_acc=acc)
-    trial = search.study.trials[0]
+    trial = search.proposer.study.trials[0]
     assert trial.state == TrialState.COMPLETE and trial.values == pytest.approx([0.8, 0.6])
     assert {s: u["values"][0] for s, u in trial.user_attrs["units"].items()} == {"0": 0.7, "1": 0.8, "2": 0.9}
     nxt = search.suggest("t3")  # proposal 1 repeats proposal 0 on the same seeds: reused
@@ -136,7 +136,7 @@ def test_a_failed_configuration_is_trained_again_when_proposed_again(tmp_path):
     search.on_trial_complete("t1", {"failed": "training diverged at epoch 1"})
     search.flush()
     assert search.suggest("t2")["optuna_trial"] == 1  # not a duplicate of a failure
-    assert search.study.trials[0].user_attrs["fail_reason"] == "training diverged at epoch 1"
+    assert search.proposer.study.trials[0].user_attrs["fail_reason"] == "training diverged at epoch 1"
 
 
 def test_a_restarted_driver_keeps_every_decision(tmp_path):
@@ -157,8 +157,8 @@ def test_a_restarted_driver_keeps_every_decision(tmp_path):
     report(second, "t2", test_acc=0.75)  # the restored trial ends: proposals 1 and 2 are told
     report(second, "t4")
     assert states(second) == [("COMPLETE", None), ("COMPLETE", None), ("COMPLETE", 1), ("COMPLETE", None)]
-    assert second.study.trials[2].values == [0.75, 0.6]
-    assert (second.book.measured, second.book.duplicates) == (3, 1)
+    assert second.proposer.study.trials[2].values == [0.75, 0.6]
+    assert (second.proposer.book.measured, second.proposer.book.duplicates) == (3, 1)
 
 
 def test_a_failure_that_a_resume_finishes_gets_a_completed_copy(tmp_path):
@@ -166,15 +166,15 @@ def test_a_failure_that_a_resume_finishes_gets_a_completed_copy(tmp_path):
     search.suggest("t1")
     search.on_trial_complete("t1", None, error=True)
     search.flush()
-    study = search.study
+    study = search.proposer.study
     assert study.trials[0].state == TrialState.FAIL
     assert complete_late(study, search.ctx.spec, 0, {0: ("t1", [0.8, 0.6])})
     assert not complete_late(study, search.ctx.spec, 0, {0: ("t1", [0.8, 0.6])})  # once
     copy = study.trials[1]
     assert copy.state == TrialState.COMPLETE and copy.user_attrs == {"copy_of": 0, "tune_trial_id": "t1"}
     rebuilt = SweepSearch(search.ctx, search.optuna_url)
-    rebuilt._connect()
-    assert (rebuilt.book.complete, rebuilt.book.failed, rebuilt.book.measured) == (1, 0, 1)
+    rebuilt.connect()
+    assert (rebuilt.proposer.book.complete, rebuilt.proposer.book.failed, rebuilt.proposer.book.measured) == (1, 0, 1)
 
 
 def test_replicates_that_all_errored_and_then_finished_complete_their_proposal_together(tmp_path):
@@ -183,7 +183,7 @@ def test_replicates_that_all_errored_and_then_finished_complete_their_proposal_t
     search.on_trial_complete("t1", None, error=True)
     search.on_trial_complete("t2", None, error=True)
     search.flush()
-    study, spec = search.study, search.ctx.spec
+    study, spec = search.proposer.study, search.ctx.spec
     assert study.trials[0].state == TrialState.FAIL
     assert not complete_late(study, spec, 0, {0: ("t1", [0.8, 0.6])})  # seed 1 still has no values
     assert complete_late(study, spec, 0, {0: ("t1", [0.8, 0.6]), 1: ("t2", [0.6, 0.4])})
@@ -209,30 +209,30 @@ def test_optuna_hears_of_a_trial_once_tune_has_stored_a_snapshot_recording_it(tm
     # the driver dies here; one restored from that snapshot tells t2's proposal at once and keeps t3 training
     restored = pickle.loads(pickle.dumps(SweepSearch(search.ctx, search.optuna_url)))
     restored.restore(tmp_path / "s3.pkl")
-    restored._connect()
+    restored.connect()
     assert states(restored) == [("COMPLETE", None), ("COMPLETE", None), ("RUNNING", None)]
-    assert restored.study.trials[1].values == [0.7, 0.6]
-    assert list(restored.live) == ["t3"] and list(restored.queue) == [] and restored.book.complete == 2
+    assert restored.proposer.study.trials[1].values == [0.7, 0.6]
+    assert list(restored.proposer.live) == ["t3"] and list(restored.proposer.queue) == [] and restored.proposer.book.complete == 2
 
 
 @pytest.mark.parametrize("chosen", [{}, {"seed": 1, "optimizer": "sam"}], ids=["after-ask", "mid-suggestions"])
 def test_a_proposal_interrupted_before_its_parameters_were_chosen_is_failed_and_not_counted(tmp_path, chosen):
     first = searcher(tmp_path, "half", seeds=[0, 1], trials=2,
                      optimizers={"sgd": {}, "sam": {"rho": {"low": 0.01, "high": 0.2}}})
-    first.study.enqueue_trial({"seed": 1, "optimizer": "sam", "sam.rho": 0.1})
-    asked = first.study.ask()  # the driver dies inside the proposal, before define-by-run set all its parameters
+    first.proposer.study.enqueue_trial({"seed": 1, "optimizer": "sam", "sam.rho": 0.1})
+    asked = first.proposer.study.ask()  # the driver dies inside the proposal, before define-by-run set all its parameters
     for name, value in chosen.items():  # (sam.rho never chosen: its config would silently take a default)
         assert asked.suggest_categorical(name, {"seed": [0, 1], "optimizer": ["sgd", "sam"]}[name]) == value
     second = SweepSearch(first.ctx, first.optuna_url)
-    second._connect()
-    trial = second.study.trials[0]
+    second.connect()
+    trial = second.proposer.study.trials[0]
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["fail_reason"].startswith("interrupted before its parameters were chosen")
-    assert (second.book.proposals, second.book.measured, second.book.failed) == (0, 0, 0)
+    assert (second.proposer.book.proposals, second.proposer.book.measured, second.proposer.book.failed) == (0, 0, 0)
     assert second.suggest("t1")["optuna_trial"] == 1
     third = SweepSearch(first.ctx, first.optuna_url)  # a resume rebuilds once per restored segment, then again
-    third._connect()
-    assert third.book.proposals == 1 and third.study.trials[0].state == TrialState.FAIL
+    third.connect()
+    assert third.proposer.book.proposals == 1 and third.proposer.study.trials[0].state == TrialState.FAIL
 
 
 def test_a_unit_taken_up_again_continues_its_earlier_run(tmp_path, mlflow_uri):
@@ -244,4 +244,4 @@ def test_a_unit_taken_up_again_continues_its_earlier_run(tmp_path, mlflow_uri):
     again = second.suggest("t2")
     assert again["mlflow_run_id"] == run_id and again["optuna_trial"] == 0
     assert MlflowClient(mlflow_uri).get_run(run_id).data.tags["samprivacy.trial_id"] == "t2"
-    assert second.suggest("t3") == Searcher.FINISHED and second.book.proposals == 1
+    assert second.suggest("t3") == Searcher.FINISHED and second.proposer.book.proposals == 1

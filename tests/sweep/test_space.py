@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+from optuna.study import StudyDirection
 import pytest
 
 from samprivacy.spec import SAMPLER_NAMES, load_spec, parse_spec
@@ -74,7 +75,7 @@ def test_param_names_are_stable_and_rebuild_the_config():
 
 def test_directions_follow_the_objectives():
     spec = spec_with(objectives={"test_acc": "max", "attack_acc": "min", "attack_auc": "minimize"})
-    assert space.directions(spec) == ["maximize", "minimize", "minimize"]
+    assert space.directions(spec) == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE, StudyDirection.MINIMIZE]
 
 
 def test_integer_ranges_are_suggested_as_ints():
@@ -86,9 +87,9 @@ def test_integer_ranges_are_suggested_as_ints():
 
 
 def test_sampler_registry_covers_every_name():
-    assert set(space.SAMPLERS) == set(SAMPLER_NAMES)
+    assert set(space.SAMPLER_FACTORIES) == set(SAMPLER_NAMES)
     expected = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
-                "random": optuna.samplers.RandomSampler, "grid": optuna.samplers.GridSampler}
+                "random": optuna.samplers.RandomSampler, "grid": space.ConditionalGridSampler}
     grid_spec = {"optimizers": {"sgd": {}, "sam": {"rho": 0.05}}, "train": {"epochs": 2}, "trials": None}
     for name, cls in expected.items():
         spec = spec_with(sampler={"name": name}, **(grid_spec if name == "grid" else {}))

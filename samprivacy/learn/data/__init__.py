@@ -14,6 +14,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from samprivacy import catalog
 from samprivacy.errors import ConfigError
@@ -44,7 +45,7 @@ def dataset_options(name: str) -> dict[str, object]:
 
 
 def load_dataset(
-    name: str, *, root: str | Path | None = None, seed: int = 0, download: bool = False, **options
+    name: str, *, root: str | Path | None = None, seed: int = 0, download: bool = False, **options: Any
 ) -> Dataset:
     """Load dataset `name` with its partition fixed by `seed`; see each loader for `root` and `options`."""
     known = dataset_options(name)

@@ -56,7 +56,7 @@ def read_text(path: Path, spec: TabularSpec, ndmin: int) -> np.ndarray:
         raise spec.fail(path, "is empty; expected comma-separated numbers, one example per line")
     try:
         # float32 holds 0/1 and labels up to 100 exactly, at half the memory of float64.
-        return np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=ndmin)
+        return np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=ndmin)  # type: ignore[call-overload]  # numpy stubs: ndmin is 0, 1 or 2
     except (ValueError, OSError) as e:
         raise spec.fail(path, f"cannot read as comma-separated numbers without a header ({e})") from None
 

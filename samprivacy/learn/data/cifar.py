@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ _ALLOWED = {
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
         return super().find_class(module, name)
@@ -80,7 +81,7 @@ def cifar_sizes(n_test: int) -> dict[str, int]:
     return {"n_eval": n_eval, "n_known": n_known, "n_val": n_test - n_eval - n_known}
 
 
-def _load_cifar(tv_class_name: str, n_classes: int, root, seed: int, download: bool) -> Dataset:
+def _load_cifar(tv_class_name: str, n_classes: int, root: str | Path | None, seed: int, download: bool) -> Dataset:
     import torchvision.datasets as tvd  # imported here: only CIFAR needs torchvision, and it is slow to import
     from torchvision.datasets.utils import check_integrity
 
@@ -110,7 +111,7 @@ def _load_cifar(tv_class_name: str, n_classes: int, root, seed: int, download: b
     y = np.concatenate([y_train, y_test])
 
     splits = make_splits(np.arange(len(x_train)), len(x_train) + np.arange(len(x_test)), seed=seed,
-                         **cifar_sizes(len(x_test)))
+                         **cifar_sizes(len(x_test)))  # type: ignore[arg-type]  # the sizes: ints by name
     files = [f for f, _ in tv_class.train_list + tv_class.test_list]
     verified = all(check_integrity(str(folder / f), md5) for f, md5 in tv_class.train_list + tv_class.test_list)
     return Dataset(

@@ -75,8 +75,8 @@ def load_longtail(
         centres = prototypes[sub_label] ^ (gen.random((len(sizes), dim)) < spread)
         x = (centres[sub] ^ (gen.random((n, dim)) < flip)).astype(np.float32)
     else:
-        centres = gen.standard_normal((len(sizes), dim))  # ~8 apart in 32 dims; noise 0.5 keeps clusters apart
-        x = (centres[sub] + noise * gen.standard_normal((n, dim))).astype(np.float32)
+        means = gen.standard_normal((len(sizes), dim))  # ~8 apart in 32 dims; noise 0.5 keeps clusters apart
+        x = (means[sub] + noise * gen.standard_normal((n, dim))).astype(np.float32)
     y = sub_label[sub]
 
     # Planted pairs: the first example of each two-example cluster is the singleton, the second its twin.
@@ -110,16 +110,17 @@ def load_longtail(
     )
 
 
-def _check_options(*, n, classes, dim, subpopulations, zipf, noise, density, spread, flip) -> None:
+def _check_options(*, n: object, classes: object, dim: object, subpopulations: object, zipf: object,
+                   noise: object, density: object, spread: object, flip: object) -> None:
     integers = (("n", n, 10), ("classes", classes, 2), ("dim", dim, 1), ("subpopulations", subpopulations, 1))
     for name, value, low in integers:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
             raise ConfigError(f"`{name}` must be an integer >= {low}, got {value!r}")
     for name, value, bound in (("zipf", zipf, "> 0"), ("noise", noise, ">= 0")):
-        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value)
-        if not ok or value < 0 or (name == "zipf" and value == 0):
+        number = float(value) if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) else None
+        if number is None or not np.isfinite(number) or number < 0 or (name == "zipf" and number == 0):
             raise ConfigError(f"`{name}` must be a finite number {bound}, got {value!r}")
     for name, value in (("density", density), ("spread", spread), ("flip", flip)):
-        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-        if not ok or not 0 <= value <= 0.5:
+        number = float(value) if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) else None
+        if number is None or not 0 <= number <= 0.5:
             raise ConfigError(f"`{name}` must be a share of bits in [0, 0.5], got {value!r}")

@@ -17,6 +17,7 @@ from .base import Dataset
 from ._tabular import TabularSpec, check_features, check_labels, check_rows, read_npy, read_npz, read_text
 from ._tabular import require_root, tabular_dataset
 from .splits import check_seed
+import numpy as np
 
 SPEC = TabularSpec(
     name="purchase100", n_features=600, n_classes=100, canonical_size=197_324, members=19_732, reference=29_599,
@@ -46,7 +47,7 @@ def load_purchase100(*, root: str | Path | None = None, seed: int = 0, download:
     return tabular_dataset(SPEC, x, y, seed, source)
 
 
-def _read_file(path: Path):
+def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, Path]:
     if path.suffix == ".npz":
         xs, ys = read_npz(path, SPEC)
         check_rows(xs, ys, path, path, SPEC)

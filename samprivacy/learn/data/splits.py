@@ -90,7 +90,8 @@ def make_splits(
     )
 
 
-def _draw(rng: np.random.Generator, pool: np.ndarray, k: int, pinned: np.ndarray | None, name: str):
+def _draw(rng: np.random.Generator, pool: np.ndarray, k: int, pinned: np.ndarray | None,
+          name: str) -> tuple[np.ndarray, np.ndarray]:
     """k indices from pool (all of `pinned` among them) and the shuffled remainder of pool."""
     pinned = np.empty(0, np.int64) if pinned is None else _as_index(pinned, name)
     if not np.isin(pinned, pool).all():

@@ -18,6 +18,7 @@ from .base import Dataset
 from ._tabular import TabularSpec, check_features, check_labels, check_rows, read_npy, read_npz, read_text
 from ._tabular import require_root, tabular_dataset
 from .splits import check_seed
+import numpy as np
 
 SPEC = TabularSpec(
     name="texas100", n_features=6169, n_classes=100, canonical_size=67_330, members=10_000, reference=20_199,
@@ -47,7 +48,7 @@ def load_texas100(*, root: str | Path | None = None, seed: int = 0, download: bo
     raise SPEC.fail(root, f"no Texas-100 files here; expected {EXPECTED} (samprivacy does not download it)")
 
 
-def _pair(feats: Path, labels: Path, binary_files: bool):
+def _pair(feats: Path, labels: Path, binary_files: bool) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels from two files, checked row by row against each other."""
     for path in (feats, labels):
         if not path.is_file():

@@ -28,9 +28,10 @@ from samprivacy.pipeline.setup import population_pool
 from samprivacy.pipeline.members import ModelRecord, train_member
 from samprivacy.report.memorization import (MemorizationReport, bucket_rows, memorization_report,
                                             plot_buckets, plot_memorization, summary_rows)
-from samprivacy.spec import SweepSpec, TrialConfig
+from samprivacy.spec import ResolvedStorage, SweepSpec, TrialConfig
 from samprivacy.sweep.space import config_from_params
-from samprivacy.sweep.tracking import TAG_KIND, TAG_SWEEP, Tracker
+from samprivacy.sweep.tracking import Tracker
+from samprivacy.tags import TAG_KIND, TAG_SWEEP
 
 Progress = Callable[[dict], None]
 
@@ -91,6 +92,7 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
                for name, c in configs.items()}
     dataset = load_data(next(iter(configs.values())))  # the preflight: a missing file stops us here
     population = spec.population
+    assert population is not None  # optimizer_configs refused a spec without one
     plan = PopulationPlan.make(dataset, population.models, population.fraction, seed=first.seed,
                                pool=population_pool(dataset, population.pool))
     queries = population.queries or default_queries(dataset.feature_kind)
@@ -140,7 +142,7 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
     files = {"json": str(write_json_atomic(folder / "memorization.json", document)),
              "buckets": str(plot_buckets(report, folder / "buckets.png")),
              "memorization": str(plot_memorization(report, folder / "memorization.png"))}
-    np.savez_compressed(folder / "memorization.npz", **report.arrays())
+    np.savez_compressed(folder / "memorization.npz", **report.arrays())  # type: ignore[arg-type]  # numpy stubs
     files["arrays"] = str(folder / "memorization.npz")
     run_id = _log(spec, storage, report, document, files)
     return MemorizationOutcome(report, document, {"buckets": bucket_rows(report), "summary": summary_rows(report)},
@@ -151,7 +153,7 @@ def _absolute(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else None
 
 
-def _log(spec: SweepSpec, storage, report: MemorizationReport, document: dict, files: dict[str, str]) -> str:
+def _log(spec: SweepSpec, storage: ResolvedStorage, report: MemorizationReport, document: dict, files: dict[str, str]) -> str:
     """One MLflow run (tag samprivacy.kind=memorization) in the sweep's experiment: metrics, tables, plots."""
     local = not storage.mlflow_uri.startswith(("http://", "https://", "databricks"))
     tracker = Tracker(storage.mlflow_uri, spec.name,
@@ -160,7 +162,7 @@ def _log(spec: SweepSpec, storage, report: MemorizationReport, document: dict, f
                                     tags={TAG_SWEEP: spec.name, TAG_KIND: "memorization"})
     run_id = run.info.run_id
     tracker.log_params(run_id, {"models": report.models, "reference": report.reference,
-                                "fraction": spec.population.fraction, "dataset": document["dataset"]})
+                                "fraction": spec.population.fraction if spec.population else None, "dataset": document["dataset"]})
     metrics = {}
     for name, o in report.optimizers.items():
         metrics[f"{name}_test_acc"] = o.test_acc

@@ -9,7 +9,7 @@ from samprivacy.learn.data import SPLIT_NAMES, check_splits, load_dataset
 from samprivacy.learn.data import purchase, texas
 from samprivacy.learn.data._tabular import selena_sizes
 
-from .conftest import binary_table, write_csv
+from tests.learn.conftest import binary_table, write_csv
 
 CITATION = "canonical data: Shokri et al. 2017 Purchase-100"
 

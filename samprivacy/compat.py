@@ -1,0 +1,59 @@
+"""Every place samprivacy reaches past a library's public API, in one module, each with the test that fails, naming
+what changed, when a release moves it (tests/test_compat.py). pyproject caps Ray and Optuna at the minor versions
+these were checked against; lifting a cap means running those tests.
+
+    clear_pending_trial_decisions   Ray Tune: the driver's per-trial decisions saved with the experiment state, which
+                                    Tune restores as they were (no API clears them): resume clears a dead
+                                    driver's
+    autoscaling_status              Ray: autoscaler v1's status in the GCS key-value store (no public reader)
+    RUNTIME_ENV_LOGGER              Ray: the logger that prints every package upload of a job (silenced while submitting)
+
+Ray is imported inside the functions, so modules that never call them do not pull it in.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# TuneController.save_to_dir writes these keys under "runner_data" of experiment_state-*.json (Ray 2.60).
+PENDING_DECISION_KEYS = ("_cached_trial_decisions", "_queued_trial_decisions")
+RUNTIME_ENV_LOGGER = "ray._private.runtime_env.packaging"
+
+
+def clear_pending_trial_decisions(experiment_path: str) -> bool:
+    """Clear the per-trial decisions a stopped Tune driver had pending in the experiment's newest snapshot, before
+    Tune restores it. A STOP decided for an attempt that errored (its worker killed while it saved a checkpoint)
+    would otherwise stop the resumed attempt at its first checkpoint: the trial ends TERMINATED without its
+    results. Returns whether there were any."""
+    import pyarrow.fs
+
+    from samprivacy.files import write_json_atomic
+
+    remote = "://" in experiment_path
+    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if remote else str(Path(experiment_path).resolve()))
+    names = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
+                   if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json"))
+    if not names:
+        return False
+    with fs.open_input_stream(names[-1]) as stream:
+        state = json.loads(stream.readall())
+    runner_data = state.get("runner_data", {})
+    if not any(runner_data.get(key) for key in PENDING_DECISION_KEYS):
+        return False
+    runner_data.update({key: {} for key in PENDING_DECISION_KEYS})
+    if remote:
+        with fs.open_output_stream(names[-1]) as stream:
+            stream.write(json.dumps(state).encode())
+    else:
+        write_json_atomic(names[-1], state, indent=None)
+    return True
+
+
+def autoscaling_status() -> dict | None:
+    """Autoscaler v1's last status report (the GCS key Ray's `ray status` reads), or None where there is none."""
+    from ray._private import ray_constants
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+    return json.loads(status) if status else None

@@ -1,0 +1,72 @@
+"""samprivacy.compat: each reach past a library's public API, checked against the installed library, so a release
+that moves it fails here, by name, before a user's resume does."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+
+import pytest
+
+from samprivacy import compat
+
+
+def test_tune_still_saves_its_pending_trial_decisions_under_these_keys():
+    from ray.tune.execution.tune_controller import TuneController
+
+    where = "see samprivacy.compat.clear_pending_trial_decisions"
+    init, state = inspect.getsource(TuneController.__init__), inspect.getsource(TuneController.__getstate__)
+    for key in compat.PENDING_DECISION_KEYS:
+        assert f"self.{key} = " in init, f"Ray Tune's TuneController no longer keeps {key}; {where}"
+        assert f'"{key}"' not in state, f"Ray Tune no longer saves {key} with the experiment; {where}"
+    assert '"runner_data": self.__getstate__()' in inspect.getsource(TuneController.save_to_dir), (
+        f"Ray Tune no longer saves the controller's state as runner_data; {where}")
+
+
+def test_a_dead_driver_s_pending_trial_decisions_are_cleared_before_a_restore(tmp_path):
+    # Ray 2.60 saved {trial: STOP} for an attempt whose worker was killed while saving; restored, that STOP
+    # ended the resumed attempt at its first checkpoint (seen in the errored-trial resume test)
+    runner_data = {"_iteration": 213, "_has_errored": True, "_cached_trial_decisions": {"b2042ddc": "STOP"},
+                   "_queued_trial_decisions": {"b2042ddc": "STOP"}, "_stopper": {"_type": "CLOUDPICKLE_FALLBACK"}}
+    older = {"runner_data": {"_cached_trial_decisions": {"x": "STOP"}}, "trial_data": []}
+    (tmp_path / "experiment_state-2026-11-30_18-53-01.json").write_text(json.dumps(older))
+    newest = tmp_path / "experiment_state-2026-11-30_18-53-19.json"
+    newest.write_text(json.dumps({"runner_data": runner_data, "trial_data": [["{}", "{}"]], "stats": {"a": 1}}))
+
+    assert compat.clear_pending_trial_decisions(str(tmp_path))
+
+    state = json.loads(newest.read_text())
+    assert state["runner_data"] == runner_data | {"_cached_trial_decisions": {}, "_queued_trial_decisions": {}}
+    assert state["trial_data"] == [["{}", "{}"]] and state["stats"] == {"a": 1}
+    # Tune restores the newest snapshot only: the older one is left as it was
+    assert json.loads((tmp_path / "experiment_state-2026-11-30_18-53-01.json").read_text()) == older
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment_state-2026-11-30_18-53-01.json",
+                                                         newest.name]  # no temporary file left
+    assert not compat.clear_pending_trial_decisions(str(tmp_path))  # nothing pending now
+
+
+def test_a_folder_without_a_snapshot_is_left_alone(tmp_path):
+    assert not compat.clear_pending_trial_decisions(str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ray_still_has_the_autoscaling_status_key_and_reader():
+    try:
+        from ray._private import ray_constants
+        from ray.experimental.internal_kv import _internal_kv_get
+    except ImportError as exc:
+        pytest.fail(f"Ray moved what samprivacy.compat.autoscaling_status reads: {exc}")
+    assert isinstance(ray_constants.DEBUG_AUTOSCALING_STATUS, str), (
+        "ray._private.ray_constants.DEBUG_AUTOSCALING_STATUS is gone; see samprivacy.compat.autoscaling_status")
+    assert list(inspect.signature(_internal_kv_get).parameters)[0] == "key", (
+        "ray.experimental.internal_kv._internal_kv_get changed its signature; see samprivacy.compat")
+
+
+def test_ray_s_runtime_env_logger_is_still_the_one_that_prints_uploads():
+    import ray._private.runtime_env.packaging as packaging
+
+    assert packaging.__name__ == compat.RUNTIME_ENV_LOGGER
+    assert "logging.getLogger(__name__)" in inspect.getsource(packaging), (
+        f"{compat.RUNTIME_ENV_LOGGER} no longer logs under its module name; see samprivacy.compat")
+    assert isinstance(logging.getLogger(compat.RUNTIME_ENV_LOGGER), logging.Logger)
