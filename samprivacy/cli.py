@@ -19,6 +19,8 @@ from samprivacy.files import write_json_atomic
 if TYPE_CHECKING:
     from argparse import _SubParsersAction as Subparsers
 
+    from samprivacy.spec.sweep import SweepSpec
+
 console = Console(stderr=True)
 out = Console()
 

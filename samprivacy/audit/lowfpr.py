@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from samprivacy.audit.metrics import auc_from_roc, roc_curve, tpr_at_fpr
 from samprivacy.catalog import LOW_FPRS
@@ -75,8 +76,10 @@ def _sorted(scores: np.ndarray, membership: np.ndarray, column: np.ndarray, n: i
     parts = []
     for mask in (~membership, membership):
         order = np.argsort(-scores[mask], kind="stable")
-        parts += [scores[mask][order], column[mask][order]]
-    return _Sorted(*parts, np.bincount(column[~membership], minlength=n), np.bincount(column[membership], minlength=n))
+        parts.append((scores[mask][order], column[mask][order]))
+    (neg_scores, neg_column), (pos_scores, pos_column) = parts
+    return _Sorted(neg_scores, neg_column, pos_scores, pos_column,
+                   np.bincount(column[~membership], minlength=n), np.bincount(column[membership], minlength=n))
 
 
 def _weighted_tprs(roc: _Sorted, weights: np.ndarray, fprs: tuple[float, ...]) -> np.ndarray:
@@ -149,8 +152,8 @@ def _figure(fpr: float, value: float, replicates: np.ndarray, negatives: int, wh
                      negatives)
 
 
-def low_fpr_figures(scores, membership, *, rng: np.random.Generator, fprs: tuple[float, ...] = LOW_FPRS,
-                    resamples: int = BOOTSTRAPS) -> LowFprFigures:
+def low_fpr_figures(scores: npt.ArrayLike, membership: npt.ArrayLike, *, rng: np.random.Generator,
+                    fprs: tuple[float, ...] = LOW_FPRS, resamples: int = BOOTSTRAPS) -> LowFprFigures:
     """The pooled and the per-target TPR at each FPR in `fprs`, with negatives, intervals and missing values.
 
     scores (K, N): target k's membership score of every example; membership (K, N) bool: whether target k trained

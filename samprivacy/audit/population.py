@@ -111,13 +111,20 @@ def target_scores(name: str, k: int, stats: PopulationStats, options: Population
         return lira_offline(stats.conf[k], refs.conf, refs.keep, options.lira_variance), None, None
     if family == "rmia":
         rng = np.random.default_rng([options.seed, 17, k])
-        a, warning = options.rmia_a, None
-        if a == "auto":
-            a = tune_a(refs.p_y, refs.keep, refs.test_p_y, options.rmia_reference_models, rng, options.rmia_gamma)
-            if a is None:
+        a: float
+        warning = None
+        if options.rmia_a == "auto":
+            tuned = tune_a(refs.p_y, refs.keep, refs.test_p_y, options.rmia_reference_models, rng, options.rmia_gamma)
+            if tuned is None:
                 a = DEFAULT_A
                 warning = (f"rmia: a could not be tuned on {refs.keep.shape[0]} reference models (no example has "
                            f"an OUT model among the others); used the default a = {DEFAULT_A}")
+            else:
+                a = tuned
+        elif isinstance(options.rmia_a, str):
+            raise ValueError(f"`rmia_a` must be a number or 'auto', got {options.rmia_a!r}")
+        else:
+            a = options.rmia_a
         chosen = choose_out_references(~refs.keep, options.rmia_reference_models, rng)
         reference_x = np.where(chosen, refs.p_y, np.nan)
         # population samples z: every reference is OUT for them; take as many (the first, in a random order)
@@ -138,14 +145,14 @@ def audit_population(stats: PopulationStats, known: np.ndarray, attacks: Iterabl
     """
     results = {}
     for name in attacks:
-        per_target, scores, a_values, warnings = [], [], [], []
+        per_target, score_rows, a_values, warnings = [], [], [], []
         for k in range(stats.keep.shape[0]):
             s, a, warning = target_scores(name, k, stats, options, references)
-            scores.append(s)
+            score_rows.append(s)
             per_target.append(score_target(s, stats.keep[k], known))
             a_values += [a] if a is not None else []
             warnings += [warning] if warning and warning not in warnings else []
-        scores = np.stack(scores)
+        scores = np.stack(score_rows)
         figures = low_fpr_figures(scores, stats.keep, rng=np.random.default_rng([options.seed, 23]),
                                   resamples=options.resamples)
         results[name] = PopulationAttackResult(name, per_target, scores, figures, tuple(warnings), tuple(a_values))

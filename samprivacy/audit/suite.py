@@ -138,7 +138,10 @@ class AttackReport:
         values = {}
         for r in pool:
             values[r.name] = [_measure(r, half, membership, measure) for half in (first, ~first)]
-        usable = {n: v for n, v in values.items() if None not in v}
+        usable: dict[str, tuple[float, float]] = {}  # the attacks measured on both halves
+        for n, (on_first, on_second) in values.items():
+            if on_first is not None and on_second is not None:
+                usable[n] = (on_first, on_second)
         if not usable:
             return None
         held_out = [usable[max(usable, key=lambda n: usable[n][a])][1 - a] for a in (0, 1)]
@@ -173,6 +176,7 @@ def _measure(result: AttackResult, half: np.ndarray, membership: np.ndarray, mea
     fpr = next((f for f in catalog.LOW_FPRS if measure == f"tpr_at_fpr_{f}"), None)
     if fpr is not None and missing_reason(fpr, int((~membership[half]).sum())) is not None:
         return None
+    assert result.scores is not None  # the caller pools only attacks that kept their scores
     return attack_metrics(result.scores[half], membership[half], result.metrics.threshold).to_dict()[measure]
 
 

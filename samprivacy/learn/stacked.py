@@ -81,8 +81,9 @@ class StackedNet:
         self.params: list[torch.Tensor] = []  # W0, b0, W1, b1, ... (leaves with gradients)
         for j, layer in enumerate(nets[0]):
             if isinstance(layer, nn.Linear):
-                weight = torch.stack([m[j].weight.detach().T for m in nets]).to(device).contiguous()
-                bias = torch.stack([m[j].bias.detach() for m in nets]).to(device)
+                linears = [cast(nn.Linear, m[j]) for m in nets]  # stackable(): same layers in every model
+                weight = torch.stack([lin.weight.detach().T for lin in linears]).to(device).contiguous()
+                bias = torch.stack([lin.bias.detach() for lin in linears]).to(device)
                 self.params += [weight.requires_grad_(True), bias.requires_grad_(True)]
 
     @property
@@ -107,7 +108,7 @@ class StackedNet:
         """K ordinary modules holding `params` (default: the current weights), on the params' device."""
         params = self.params if params is None else params
         names = [name for name, _ in self.template.named_parameters()]
-        out = []
+        out: list[nn.Module] = []
         for k in range(self.models):
             model = copy.deepcopy(self.template).to(params[0].device)
             model.load_state_dict({name: (p[k].T if name.endswith("weight") else p[k]).detach().clone()
@@ -257,6 +258,7 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
                 raise TrainingDiverged(epoch, loss)
         lr = optimizer.group["lr"]
         if averaging:  # torch.optim.swa_utils.AveragedModel's running mean, per model
+            assert swa is not None  # averaging needs swa_from, and swa exists whenever swa_from is set
             with torch.no_grad():
                 for avg, p in zip(swa, net.params):
                     avg.lerp_(p.detach(), 1.0 / (state["swa_averaged"] + 1))
@@ -269,7 +271,7 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
             with torch.no_grad():
                 for b, p in zip(best, net.params):
                     b.copy_(torch.where(per_model(improved, p), p, b))
-            for k in np.flatnonzero(improved.cpu().numpy()):
+            for k in np.flatnonzero(improved.cpu().numpy()).tolist():
                 state["best_val_acc"][k], state["best_epoch"][k] = val_acc[k], epoch
         seconds = (time.perf_counter() - epoch_start) / k_models
         acc = [c / n for c, n in zip(correct.tolist(), sizes.tolist())]

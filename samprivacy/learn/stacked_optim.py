@@ -62,6 +62,16 @@ class StackedOptimizer:
             for t, saved in zip(tensors, state[name]):
                 t.copy_(saved)
 
+    def _grads(self) -> list[torch.Tensor]:
+        """Every stacked parameter's gradient, which closure()'s backward has just filled."""
+        grads = []
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                raise RuntimeError(f"stacked parameter {i} has no gradient after closure(); closure() must run "
+                                   "backward through every stacked parameter")
+            grads.append(p.grad)
+        return grads
+
     @torch.no_grad()
     def _grad_norm(self, grads: list[torch.Tensor], t_w: list[torch.Tensor] | None) -> torch.Tensor:
         """(K,) ||g_k|| over every parameter of model k (ASAM: ||T_w g_k||)."""
@@ -81,12 +91,12 @@ class StackedOptimizer:
             coef = 1.0 - group["xi"]  # Equation (6) with lam = 0 or rho = 0: (1 - xi) * g
             if coef != 1.0:
                 with torch.no_grad():
-                    for p in self.params:
-                        p.grad.mul_(coef)
+                    for grad in self._grads():
+                        grad.mul_(coef)
             self._base_step(active)
             return loss
         with torch.no_grad():  # first step: w + eps, eps = rho g / ||g|| per model (ASAM: rho T_w^2 g / ||T_w g||)
-            grads_w = [p.grad for p in self.params]
+            grads_w = self._grads()
             t_w = [p.abs() + group["eta"] for p in self.params] if group["adaptive"] else None
             scale = group["rho"] / (self._grad_norm(grads_w, t_w) + 1e-12)
             saved = []
@@ -117,7 +127,7 @@ class StackedOptimizer:
         group = self.group
         lr, wd = group["lr"], group["weight_decay"]
         if active is None and not self.adam:  # the common case: torch.optim.SGD's own sequence, fused over params
-            grads, bufs = [p.grad for p in self.params], self.state["momentum_buffer"]
+            grads, bufs = self._grads(), self.state["momentum_buffer"]
             if wd != 0:
                 torch._foreach_add_(grads, self.params, alpha=wd)
             if group["momentum"] != 0:
@@ -131,15 +141,17 @@ class StackedOptimizer:
             step = self.state["step"][0]
             step.add_(1 if active is None else active.to(step.dtype))
             bias1, bias2_sqrt = 1 - beta1 ** step, (1 - beta2 ** step).sqrt()
+        grads = self._grads()
         for i, p in enumerate(self.params):
-            grad = p.grad if wd == 0 else p.grad.add_(p, alpha=wd)
+            grad = grads[i] if wd == 0 else grads[i].add_(p, alpha=wd)
             if self.adam:
                 exp_avg, exp_avg_sq = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
                 new_avg = exp_avg.lerp(grad, 1 - beta1)
                 new_sq = exp_avg_sq.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
                 denom = (new_sq.sqrt() / per_model(bias2_sqrt, p)).add_(group["eps"])
                 new_p = p - per_model(lr / bias1, p) * new_avg / denom
-                updates = ((exp_avg, new_avg), (exp_avg_sq, new_sq), (p, new_p))
+                updates: tuple[tuple[torch.Tensor, torch.Tensor], ...] = (
+                    (exp_avg, new_avg), (exp_avg_sq, new_sq), (p, new_p))
             else:
                 buf = self.state["momentum_buffer"][i]
                 new_buf = buf.mul(group["momentum"]).add_(grad) if group["momentum"] != 0 else grad

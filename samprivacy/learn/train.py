@@ -168,7 +168,8 @@ def resolve_augment(augment: bool | None, feature_kind: str) -> bool:
 
 def train_epoch(model: nn.Module, optimizer: SharpnessAware, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
                 generator: torch.Generator, amp: bool, augment: bool, label_smoothing: float = 0.0,
-                soft_targets: torch.Tensor | None = None, regularizer=None) -> tuple[torch.Tensor, torch.Tensor]:
+                soft_targets: torch.Tensor | None = None,
+                regularizer: advreg.AdvReg | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over (x, y) in the order `generator` draws; returns (sum of losses, correct count) on the device.
 
     Accuracy and loss are those of the first pass of each step (at w), as the batch saw them. soft_targets (N, C):

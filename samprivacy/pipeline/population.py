@@ -247,5 +247,5 @@ def _train_stacks(config: TrialConfig, dataset: Dataset, plan: PopulationPlan, m
 
         train_state = state["train"] if state is not None and state["members"] == members else None
         records.update(train_members_stacked(config, dataset, plan, members, queries, attacks,
-                                             temperature=config.population.rmia.temperature, on_epoch=hook,
+                                             temperature=_population(config).rmia.temperature, on_epoch=hook,
                                              resume=train_state))

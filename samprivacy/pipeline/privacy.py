@@ -34,7 +34,8 @@ TPR_MEASURES = tuple(f"tpr_at_fpr_{f}" for f in LOW_FPRS)
 
 def population_attack_metrics(results: dict[str, PopulationAttackResult]) -> tuple[dict, dict[str, str]]:
     """The flat metrics of every population attack (see the module docstring) and {metric: why it is missing}."""
-    flat, missing = {}, {}
+    flat: dict[str, float | None] = {}
+    missing: dict[str, str] = {}
     for name, r in results.items():
         primary, means, stds = r.primary(), r.mean(), r.std()
         for key in ATTACK_MEASURES:
@@ -92,9 +93,10 @@ def cross_fitted_best(values: dict[str, np.ndarray]) -> tuple[float | None, str 
 
 def best_attacks(table: dict[str, dict[str, np.ndarray]]) -> dict:
     """The summary's attack_* figures, single_query_acc, label_only_acc and best_attack, all cross-fitted."""
-    out, notes = {}, set()
+    out: dict[str, float | str | None] = {}
+    notes: set[str] = set()
 
-    def pick(measure: str, kind: str | None = None):
+    def pick(measure: str, kind: str | None = None) -> tuple[float | None, str | None]:
         values = {n: t[measure] for n, t in table.items() if kind is None or catalog.ATTACKS[n].kind == kind}
         value, name, note = cross_fitted_best(values)
         notes.update([note] if note else [])
@@ -110,5 +112,5 @@ def best_attacks(table: dict[str, dict[str, np.ndarray]]) -> dict:
     return out
 
 
-def finite_or_none(value):
+def finite_or_none(value: float | None) -> float | None:
     return value if value is None or not isinstance(value, float) or math.isfinite(value) else None

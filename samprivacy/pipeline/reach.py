@@ -13,12 +13,15 @@ are scored on the pool's eval half.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from samprivacy import catalog
 from samprivacy.audit.lowfpr import missing_reason
 from samprivacy.pipeline.setup import load_data, population_pool
 from samprivacy.spec import TrialConfig
+
+if TYPE_CHECKING:
+    from samprivacy.spec.sweep import SweepSpec
 
 ENOUGH_FALSE_POSITIVES = 10  # below this many, a TPR at low FPR is decided by a handful of non-members
 
@@ -74,9 +77,10 @@ def _warn(metric: str, negatives: int, per_model: int | None, pool_per_negative:
             f"{ENOUGH_FALSE_POSITIVES} false positives and its interval will be wide; {fix}")
 
 
-def sweep_reach(spec) -> tuple[list[dict], list[str]]:
+def sweep_reach(spec: SweepSpec) -> tuple[list[dict], list[str]]:
     """trial_reach for each dataset of a sweep spec (its first seed)."""
-    infos, warnings = [], []
+    infos: list[dict] = []
+    warnings: list[str] = []
     if spec.population is None and not any(catalog.metric_fpr(m) for m in spec.objectives):
         return infos, warnings  # nothing to size: no need to load the data
     for name in spec.datasets:

@@ -33,9 +33,10 @@ class TrialResult:
     seconds: float
 
     @property
-    def attack_acc(self) -> float:
+    def attack_acc(self) -> float | None:
         """The paper's privacy number: the best attack's accuracy on the balanced evaluation sets, the attack
-        chosen on one half of them and measured on the other (both ways, averaged: AttackReport.held_out_best)."""
+        chosen on one half of them and measured on the other (both ways, averaged: AttackReport.held_out_best);
+        None when no attack kept its evaluation scores."""
         return self.attacks.held_out_best("accuracy", seed=self.config.seed)
 
     def summary(self) -> dict:

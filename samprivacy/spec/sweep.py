@@ -33,6 +33,7 @@ from samprivacy.spec.params import (
     OptimizerSpace,
     Param,
     TrainSpace,
+    _ParamGroup,
     _Spec,
     field_kind,
 )
@@ -226,7 +227,7 @@ class SweepSpec(_Spec):
 
     @field_validator("defenses", mode="wrap")
     @classmethod
-    def _defenses(cls, v: Any, handler) -> dict[str, DefenseSpace]:
+    def _defenses(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> dict[str, DefenseSpace]:
         if not isinstance(v, dict):
             raise_problems([("", "must map each defense to its parameters, e.g. {dp: {noise_multiplier: 1.0}}")])
         problems: list[Problem] = [p for name, keys in v.items() for p in defense_spaces.raw_problems(name, keys)]
@@ -310,7 +311,8 @@ class SweepSpec(_Spec):
 
     def _searched(self) -> list[tuple[str, Param, bool]]:
         """(path, Param, integer?) of every Param that varies, optimizers' and training's."""
-        groups = [(f"optimizers.{o}", s) for o, s in self.optimizers.items()] + [("train", self.train)]
+        groups: list[tuple[str, _ParamGroup]] = [(f"optimizers.{o}", s) for o, s in self.optimizers.items()]
+        groups += [("train", self.train)]
         groups += [(f"defenses.{d}", s) for d, s in self.defenses.items()]
         return [(f"{prefix}.{name}", p, field_kind(name) == "int")
                 for prefix, group in groups for name, p in group.params().items() if not p.is_fixed]
@@ -342,7 +344,7 @@ class SweepSpec(_Spec):
     def grid_size(self) -> int | None:
         """How many distinct configurations the spec allows (a seed of `seeds` is part of a configuration
         unless repeats > 1); None if any searched range is continuous."""
-        def size(group: OptimizerSpace | TrainSpace) -> int | None:
+        def size(group: _ParamGroup) -> int | None:
             sizes = [p.values(field_kind(n) == "int") for n, p in group.params().items()]
             return math.prod(len(s) for s in sizes if s is not None) if None not in sizes else None
         per_optimizer = [size(s) for s in (*self.optimizers.values(), *self.defenses.values())]
