@@ -4,7 +4,7 @@ against the same trials in a bare process pool, side by side in one run.
     python benchmarks/bench_overhead.py [--trials 1000] [--concurrency 2] [--trial-seconds 0] [--json PATH]
     python benchmarks/bench_overhead.py --trials 10000      # also prints the first and the last thousand
 
-A trivial trial (samprivacy/sweep/trivial.py) trains nothing; its work is `--trial-seconds` of sleep, the same on
+A trivial trial (tests/support/trivial.py) trains nothing; its work is `--trial-seconds` of sleep, the same on
 both sides. The service gets a running Ray (Ray's own start is reported apart: on a cluster it is already up), a
 random sampler over a continuous learning rate (no duplicates), SQLite MLflow and Optuna in a temporary workdir,
 `max_concurrent` C and 1 CPU per trial. The bare loop is a ProcessPoolExecutor(C) calling the same function.
@@ -29,9 +29,16 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+import sys
 from pathlib import Path
 
-from samprivacy.sweep.trivial import TRIVIAL, run_trial  # light: what the bare loop's processes import too
+# The trivial trial is test support, not part of the installed package: import it (and let Ray's workers import
+# it) from the repository root.
+ROOT = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+
+from tests.support.trivial import TRIVIAL, run_trial  # noqa: E402  light: what the bare loop's processes import too
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray on loopback only (read by ray.init)
 TARGET_PER_TRIAL_S, TARGET_START_S, TARGET_GROWTH = 0.15, 5.0, 1.1

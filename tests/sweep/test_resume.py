@@ -255,7 +255,7 @@ def descendants(root: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Duplicates across a kill: a space smaller than the budget, trials that train nothing (sweep/trivial.py)
+# Duplicates across a kill: a space smaller than the budget, trials that train nothing (tests/support/trivial.py)
 
 SMALL = {"name": "small", "datasets": ["digits"], "seeds": [0, 1], "optimizers": {"sgd": {}},
          "train": {"epochs": 6, "lr": 0.05}, "attacks": ["loss"], "trials": 6, "max_concurrent": 2,
@@ -279,12 +279,12 @@ search.suggest_params = _suggest_or_die
 
 
 def trivial_driver(command: str, workdir, log, kill_at_ask: int | None = None) -> subprocess.Popen:
-    """`runner.run` / `runner.resume` in a fresh driver whose trials train nothing (sweep/trivial.py, 0.5 s epochs);
+    """`runner.run` / `runner.resume` in a fresh driver whose trials train nothing (tests/support/trivial.py, 0.5 s epochs);
     `kill_at_ask`: the driver kills itself between its nth ask() and that proposal's first suggestion."""
     call = (f"runner.run(parse_spec({SMALL!r}), workdir={str(workdir)!r}, work=TRIVIAL)" if command == "run" else
             f"runner.resume('small', workdir={str(workdir)!r}, work=TRIVIAL)")
     code = ("from samprivacy.spec import parse_spec; from samprivacy.sweep import runner; "
-            f"from samprivacy.sweep.trivial import TRIVIAL; {call}")
+            f"from tests.support.trivial import TRIVIAL; {call}")
     if kill_at_ask is not None:
         code = KILL_AFTER_ASK.format(n=kill_at_ask) + code
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "SAMPRIVACY_TRIVIAL_EPOCH_S": "0.5"}

@@ -124,8 +124,8 @@ def test_missing_data_stops_the_sweep_before_anything_starts(tmp_path, capsys):
 
 
 def test_replicates_train_every_seed_and_record_the_mean_and_std(tmp_path):
-    """repeats: 2 through Ray Tune (trials that train nothing: sweep/trivial.py)."""
-    from samprivacy.sweep.trivial import TRIVIAL
+    """repeats: 2 through Ray Tune (trials that train nothing: tests/support/trivial.py)."""
+    from tests.support.trivial import TRIVIAL
 
     spec = parse_spec({**{k: v for k, v in TINY.items() if k != "seeds"}, "name": "replicates", "repeats": 2, "trials": 3, "optimizers": {
         "sam": {"rho": {"choices": [0.05, 0.1, 0.2]}}}, "sampler": {"name": "grid"}})
@@ -151,7 +151,7 @@ def test_a_long_sweep_runs_as_segments_that_agree_with_the_study(tmp_path, monke
     """Tune experiments of at most SEGMENT_TRIALS trials (3 here): tune/<name>, <name>.1, <name>.2."""
     from ray.tune import ExperimentAnalysis
 
-    from samprivacy.sweep.trivial import TRIVIAL
+    from tests.support.trivial import TRIVIAL
 
     monkeypatch.setattr(runner, "SEGMENT_TRIALS", 3)
     spec = parse_spec({**TINY, "name": "segments", "trials": 7, "optimizers": {"sgd": {}},

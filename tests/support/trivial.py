@@ -16,7 +16,7 @@ from typing import Callable
 
 from samprivacy.spec import TrialConfig
 
-TRIVIAL = "samprivacy.sweep.trivial:run_trial"
+TRIVIAL = "tests.support.trivial:run_trial"
 
 
 def objectives(config: TrialConfig) -> dict[str, float]:

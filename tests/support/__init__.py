@@ -1,0 +1,1 @@
+"""Test and benchmark support that is no part of the installed package."""
