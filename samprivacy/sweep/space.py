@@ -168,7 +168,8 @@ class ConditionalGridSampler(BaseSampler):
 
     A product of every parameter's values would repeat every sgd trial once per sam.rho value; here each
     combination appears once. A trial takes the first combination, in an order shuffled by `seed`, that no
-    other trial of the study holds (COMPLETE or RUNNING, by its params; a failed one is proposed again); once
+    other trial of the study holds (finished or RUNNING, by its params: a failed combination, a diverging one
+    say, is not proposed again, so a grid of N combinations measures each once within `trials` = N); once
     every combination is taken, one at random, as Optuna's GridSampler does. Nothing is stored beside the
     trials' own params, so a resumed study goes on where it stopped, whatever the seed.
     """
@@ -212,7 +213,7 @@ class ConditionalGridSampler(BaseSampler):
         self.chosen.pop(trial.number, None)
 
 
-_HELD = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+_HELD = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 
 
 def _tpe(spec: SweepSpec) -> BaseSampler:

@@ -218,7 +218,7 @@ def test_report_prints_both_tables_from_mlflow(sweep, capsys):
     assert "Table 1" in text and "Table 2" in text and "| digits | sam |" in text and "±" in text
     assert main(["report", "live", "--workdir", workdir, "--table", "2", "--format", "csv"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
-    assert rows[0].startswith("dataset,optimizer") and len(rows) == 3  # sgd baseline and sam
+    assert rows[0].startswith("dataset,method") and len(rows) == 3  # sgd baseline and sam (a row per method)
     artifacts = sweep["outcome"]["report_dir"]
     assert {"table1.md", "table2.tex", "pareto.png", "pareto.html"} <= set(os.listdir(artifacts))
 

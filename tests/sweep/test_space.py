@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 from optuna.study import StudyDirection
+from optuna.trial import TrialState
 import pytest
 
 from samprivacy.spec import SAMPLER_NAMES, load_spec, parse_spec
@@ -139,6 +140,22 @@ def test_conditional_grid_has_no_duplicates_from_other_optimizers():
     study, configs = run(spec, 28)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 28
     assert {c.lam for c in configs if c.optimizer == "sharpreg"} == {1.0, 1.5, 2.0}
+
+
+def test_a_failed_grid_combination_is_not_proposed_again():
+    """A diverging combination fails once: the grid's N trials still measure each of its N combinations once."""
+    spec = spec_with(sampler={"name": "grid"}, trials=None, optimizers={"sgd": {}, "sam": {"rho": 0.05}},
+                     train={"epochs": 2, "lr": {"choices": [0.05, 1.0e30]}})
+    study = optuna.create_study(directions=space.directions(spec), sampler=space.make_sampler(spec))
+    for _ in range(spec.grid_size()):
+        trial = study.ask()
+        config = space.suggest_trial_config(trial, spec)
+        if config.lr > 1:
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            study.tell(trial, [0.9, 0.5])
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == spec.grid_size() == 8
+    assert sum(t.state == TrialState.FAIL for t in study.trials) == 4
 
 
 def test_grid_resumes_where_it_stopped(tmp_path):
