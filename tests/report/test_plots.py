@@ -7,7 +7,6 @@ import math
 import re
 
 import numpy as np
-import pytest
 
 from samprivacy.report.plots import group_colours, plot_front_html, plot_front_png
 from samprivacy.spec import TrialConfig
