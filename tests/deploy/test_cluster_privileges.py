@@ -17,6 +17,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import textwrap
 from pathlib import Path
 
@@ -89,7 +90,12 @@ def test_the_watch_sees_a_secret_on_a_command_line(local_cluster):
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"Authorization: Bearer {token}"])
     try:
         watch = CommandLineWatch(local_cluster.state)
-        watch.scan()
+        deadline = time.monotonic() + 10
+        # Popen returns once exec has closed the child's close-on-exec pipe, but the kernel sets the new
+        # command line a moment later (/proc/PID/cmdline reads empty in between): look again until it shows
+        while not watch.found and time.monotonic() < deadline:
+            watch.scan()
+            time.sleep(0.05)
     finally:
         process.kill()
         process.wait()
