@@ -3,9 +3,11 @@ lost or duplicated: MLflow child runs = Optuna COMPLETE trials = Tune finished t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -203,15 +205,19 @@ STORE_NOT_READY = (MlflowException, sqlalchemy.exc.DBAPIError, CommandError)
 
 
 def finished_runs(workdir, name) -> int:
-    """How many trial runs of sweep `name` have finished (0 before its MLflow store exists)."""
-    if not (workdir / "mlflow.db").exists():
+    """How many trial runs of sweep `name` have finished (0 before its MLflow store exists). Read with sqlite3,
+    read-only: an MlflowClient would create or migrate the schema itself and race the driver doing the same
+    (seen in CI: the driver died on "table _alembic_tmp_model_versions already exists")."""
+    db = workdir / "mlflow.db"
+    if not db.exists():
         return 0
+    query = ("SELECT count(*) FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id "
+             "JOIN tags t ON t.run_uuid = r.run_uuid WHERE e.name = ? AND t.key = 'samprivacy.kind' "
+             "AND t.value = 'trial' AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'")
     try:
-        client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-        experiment = client.get_experiment_by_name(name)
-        return 0 if experiment is None else len(client.search_runs(
-            [experiment.experiment_id], "tags.`samprivacy.kind` = 'trial' and attributes.status = 'FINISHED'"))
-    except STORE_NOT_READY:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+            return con.execute(query, (name,)).fetchone()[0]
+    except sqlite3.OperationalError:  # no such table yet (the driver is creating it), or locked
         return 0
 
 
