@@ -110,12 +110,13 @@ def test_saved_arrays_hold_statistics_not_models(finished, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["lira_auc"] == finished.summary()["lira_auc"]
 
 
-@pytest.mark.parametrize("stacked", [True, False])
-def test_an_interrupted_population_resumes_from_the_models_it_trained(finished, stacked):
-    saved = {}
+class Stop(Exception):
+    pass
 
-    class Stop(Exception):
-        pass
+
+def checkpoint_at_model_2(**kw) -> dict:
+    """The checkpoint of a population stopped after model 2's first epoch."""
+    saved = {}
 
     def on_epoch(row, checkpoint):
         if row["model"] == 2 and row["epoch"] == 1:
@@ -123,7 +124,13 @@ def test_an_interrupted_population_resumes_from_the_models_it_trained(finished, 
             raise Stop
 
     with pytest.raises(Stop):
-        run_population_trial(population_config(), on_epoch=on_epoch, stacked=stacked)
+        run_population_trial(population_config(), on_epoch=on_epoch, **kw)
+    return saved
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_an_interrupted_population_resumes_from_the_models_it_trained(finished, stacked):
+    saved = checkpoint_at_model_2(stacked=stacked)
     # as a sweep trial keeps it: torch.save, read back with weights_only=True
     buffer = io.BytesIO()
     torch.save(saved, buffer)
@@ -192,18 +199,7 @@ def test_a_population_larger_than_one_stack_trains_stack_after_stack(finished, m
 
 def test_a_stack_resumed_where_stacks_are_cut_smaller_goes_on_as_it_was_cut(monkeypatch):
     monkeypatch.setitem(stacked_module.STACK_BYTES, "cpu", 4 * 2410 * 4)  # stacks [0-3], [4, 5]
-    saved = {}
-
-    class Stop(Exception):
-        pass
-
-    def on_epoch(row, checkpoint):
-        if row["model"] == 2 and row["epoch"] == 1:
-            saved.update(checkpoint())
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_population_trial(population_config(), on_epoch=on_epoch)
+    saved = checkpoint_at_model_2()
     monkeypatch.setitem(stacked_module.STACK_BYTES, "cpu", 2 * 2410 * 4)  # another device: stacks of 2
     seen = []
     run_population_trial(population_config(), resume=saved,
