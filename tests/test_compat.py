@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 
+import numpy as np
 import pytest
 
 from samprivacy import compat
@@ -70,3 +71,16 @@ def test_ray_s_runtime_env_logger_is_still_the_one_that_prints_uploads():
     assert "logging.getLogger(__name__)" in inspect.getsource(packaging), (
         f"{compat.RUNTIME_ENV_LOGGER} no longer logs under its module name; see samprivacy.compat")
     assert isinstance(logging.getLogger(compat.RUNTIME_ENV_LOGGER), logging.Logger)
+
+
+def test_scikit_learn_s_digits_file_is_still_where_the_digits_loader_reads_it():
+    from sklearn.datasets import load_digits
+
+    from samprivacy.compat import sklearn_digits_file
+    from samprivacy.learn.data.digits import _read_digits
+
+    assert sklearn_digits_file() is not None, "scikit-learn moved datasets/data/digits.csv.gz: see compat.py"
+    pixels, labels = _read_digits()
+    bunch = load_digits()
+    assert np.array_equal(pixels, bunch.data) and np.array_equal(labels, bunch.target)
+    assert pixels.dtype == bunch.data.dtype and labels.dtype == bunch.target.dtype

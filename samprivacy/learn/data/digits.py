@@ -6,12 +6,13 @@ Split: 800 members (400 known / 400 eval), 800 non-members (400 known / 400 eval
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import sklearn
 import torch
-from sklearn.datasets import load_digits as _sklearn_digits
+
+from samprivacy.compat import sklearn_digits_file
 
 from .base import Dataset
 from .splits import check_seed, make_splits, random_pools
@@ -22,13 +23,26 @@ N_MEMBERS, N_KNOWN, N_EVAL = 800, 400, 400
 def load_digits(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> Dataset:
     """The digits dataset; `root` and `download` are ignored (the data is inside scikit-learn)."""
     seed = check_seed(seed)
-    bunch = _sklearn_digits()
-    x = (bunch.data / 16.0).astype(np.float32)  # pixel values are counts 0..16 of a 4x4 block
-    y = bunch.target.astype(np.int64)
+    pixels, labels = _read_digits()
+    x = (pixels / 16.0).astype(np.float32)  # pixel values are counts 0..16 of a 4x4 block
+    y = labels.astype(np.int64)
     members, nonmembers = random_pools(len(y), N_MEMBERS, seed)
     splits = make_splits(members, nonmembers, n_known=N_KNOWN, n_eval=N_EVAL, seed=seed)
     return Dataset(
         name="digits", x=torch.from_numpy(x), y=torch.from_numpy(y), num_classes=10,
         feature_kind="continuous", splits=splits,
-        info={"source": f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})", "seed": seed},
+        info={"source": f"sklearn.datasets.load_digits (scikit-learn {version('scikit-learn')})", "seed": seed},
     )
+
+
+def _read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """(1797, 64) pixel counts and (1797,) labels: scikit-learn's bundled table, read as its load_digits reads
+    it, without importing scikit-learn where the file is found (samprivacy.compat)."""
+    path = sklearn_digits_file()
+    if path is None:
+        from sklearn.datasets import load_digits as sklearn_digits
+
+        bunch = sklearn_digits()
+        return bunch.data, bunch.target
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(int)
