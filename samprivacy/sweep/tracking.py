@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import sqlite3
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
+import mlflow
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -46,10 +50,62 @@ def git_revision(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
+def schema_cache() -> Path:
+    """Where the empty MLflow database of each MLflow version is kept: $SAMPRIVACY_CACHE, else
+    $XDG_CACHE_HOME/samprivacy, else ~/.cache/samprivacy."""
+    if os.environ.get("SAMPRIVACY_CACHE"):
+        return Path(os.environ["SAMPRIVACY_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "samprivacy"
+
+
+def _empty_store() -> Path | None:
+    """An empty SQLite tracking database with this MLflow version's schema (what MLflow makes on first use),
+    built once per machine and MLflow version; None where the cache cannot be written."""
+    try:
+        template = schema_cache() / f"mlflow-{mlflow.__version__}.db"
+        if template.exists():
+            return template
+        template.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=template.parent) as tmp:
+            MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db").search_experiments()  # every migration, once
+            os.replace(Path(tmp) / "mlflow.db", template)  # whole or not at all (two builders: either wins)
+    except (OSError, sqlite3.Error, RuntimeError):  # RuntimeError: no home folder to put a cache in
+        return None
+    return template
+
+
+def prepare_store(tracking_uri: str) -> None:
+    """A new local SQLite tracking database starts as a copy of the cached empty one (`_empty_store`), not by
+    MLflow's migrations (1.5 to 2.5 s on every sweep's start). The copy appears whole under its name, so a reader
+    that opens the file meanwhile never races a half-made schema. The Default experiment is set to what MLflow
+    itself would have written here. Other stores (a server, PostgreSQL, a database that exists) are left to
+    MLflow."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    target = Path(tracking_uri.removeprefix("sqlite:///").split("?")[0])
+    if target.exists() or (template := _empty_store()) is None:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        shutil.copyfile(template, partial)
+        now = int(time.time() * 1000)
+        with sqlite3.connect(partial) as db:  # as MlflowClient(tracking_uri) would from this working directory
+            db.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                       "WHERE experiment_id = 0", (str(Path("mlruns").resolve() / "0"), now, now))
+        db.close()
+        os.link(partial, target)  # never over a database another process made meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 class Tracker:
     """The sweep's view of MLflow: experiment, summary ("parent") run, trial ("child") runs, Pareto tags."""
 
     def __init__(self, tracking_uri: str, sweep: str, artifact_location: str | None = None):
+        prepare_store(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri, self.sweep = tracking_uri, sweep
         self.experiment_id = self._experiment(artifact_location)
@@ -211,12 +267,18 @@ class Tracker:
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed_reason else
                                                                RunStatus.FINISHED))
 
-    def tag_pareto_runs(self, front_run_ids: set[str]) -> int:
-        """Tag every trial run pareto=true/false by run id; returns how many are on the front."""
-        for run in self.child_runs():
-            on_front = str(run.info.run_id in front_run_ids).lower()
-            if run.data.tags.get(TAG_PARETO) != on_front:
-                self.client.set_tag(run.info.run_id, TAG_PARETO, on_front)
+    def tag_pareto_runs(self, front_run_ids: set[str], tagged: dict[str, str | None] | None = None) -> int:
+        """Tag every trial run pareto=true/false by run id; returns how many are on the front.
+
+        `tagged`: the pareto tag of each finished trial run, as the caller read it (LiveResults): only the runs
+        whose tag changes are written, and no run is read. Other trial runs (failed ones) keep the `false` they
+        were created with. Without it, every trial run is read."""
+        current = tagged if tagged is not None else {r.info.run_id: r.data.tags.get(TAG_PARETO)
+                                                     for r in self.child_runs()}
+        for run_id, tag in current.items():
+            on_front = str(run_id in front_run_ids).lower()
+            if tag != on_front:
+                self.client.set_tag(run_id, TAG_PARETO, on_front)
         return len(front_run_ids)
 
     def set_experiment_tags(self, tags: dict[str, str]) -> None:
