@@ -7,7 +7,7 @@ finished sweep's SQLite file and on a tracking server alike, and before or after
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from mlflow.tracking import MlflowClient
 from mlflow.entities import Run
@@ -26,6 +26,11 @@ def search(client: MlflowClient, experiment_id: str, status: str | None = None, 
     sweep may have more than one page."""
     clauses = " and ".join([f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items()]
                            + ([f"attributes.status = '{status}'"] if status else []))
+    return search_filter(client, experiment_id, clauses)
+
+
+def search_filter(client: MlflowClient, experiment_id: str, clauses: str) -> list:
+    """Every run of the experiment that the MLflow filter string `clauses` selects, paged."""
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], filter_string=clauses, max_results=1000, page_token=token)
@@ -33,6 +38,15 @@ def search(client: MlflowClient, experiment_id: str, status: str | None = None, 
         token = page.token
         if not token:
             return runs
+
+
+def runs_by_id(client: MlflowClient, experiment_id: str, run_ids: list[str]) -> list:
+    """These runs of the experiment (those that exist and are not deleted), in pages of 100 ids."""
+    runs = []
+    for i in range(0, len(run_ids), 100):
+        ids = ", ".join(f"'{_quote(r)}'" for r in run_ids[i:i + 100])
+        runs += search_filter(client, experiment_id, f"attributes.run_id IN ({ids})")
+    return runs
 
 
 def trial_record(run: Run) -> TrialRecord:
@@ -51,7 +65,12 @@ def load_results(tracking_uri: str, sweep: str, objectives: Mapping[str, str]) -
     eid = experiment.experiment_id
     trials = [trial_record(r) for r in search(client, eid, **{TAG_SWEEP: sweep, TAG_KIND: "trial"})
               if r.info.status == "FINISHED"]
-    trials.sort(key=lambda t: (t.trial_id or "", t.run_id))
     summary = search(client, eid, **{TAG_SWEEP: sweep, TAG_KIND: "sweep"})
-    return SweepResults.build(sweep, objectives, trials, experiment_id=eid,
-                              summary_run_id=summary[0].info.run_id if summary else None)
+    return results_of(sweep, objectives, trials, eid, summary[0].info.run_id if summary else None)
+
+
+def results_of(sweep: str, objectives: Mapping[str, str], trials: Iterable[TrialRecord], experiment_id: str,
+               summary_run_id: str | None) -> SweepResults:
+    """The results of these FINISHED trial runs, in the order every reader uses (by Tune trial id, then run)."""
+    ordered = sorted(trials, key=lambda t: (t.trial_id or "", t.run_id))
+    return SweepResults.build(sweep, objectives, ordered, experiment_id=experiment_id, summary_run_id=summary_run_id)

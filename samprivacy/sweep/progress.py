@@ -1,5 +1,6 @@
 """What a running sweep shows: the progress line (the CLI's `on_progress`) and `<workdir>/progress.json`, which
-`samprivacy status` reads while the driver runs.
+`samprivacy status` reads while the driver runs; and which trial runs ended, for the driver's copy of the results
+(publish.LiveResults).
 
 Counts come from memory, never from a whole-study read: the searcher's book (complete, failed, duplicates,
 proposals, front size) and a Tune callback that sees trials start and end (running; pending is a trial Tune has
@@ -23,6 +24,7 @@ from ray.tune.experiment import Trial
 from samprivacy.files import write_json_atomic
 
 if TYPE_CHECKING:
+    from samprivacy.sweep.publish import LiveResults
     from samprivacy.sweep.search import SweepSearch
 
 _WATCHES: dict[str, "Watch"] = {}
@@ -34,6 +36,7 @@ class Watch:
                  period_s: float = 1.0):
         self.progress_file, self.on_progress, self.note, self.period_s = progress_file, on_progress, note, period_s
         self.search: SweepSearch | None = None  # the SweepSearch of the Tune experiment running now
+        self.results: LiveResults | None = None  # the finished trial runs, read as trials end
         self.running: set[str] = set()
         self._shown = self._written = 0.0
 
@@ -69,6 +72,8 @@ def watching(name: str, progress_file: Path, on_progress: Callable[[dict], None]
         yield w
     finally:
         _WATCHES.pop(name, None)
+        if w.results is not None:  # (an interrupted sweep: its reader stops too)
+            w.results.finish()
         progress_file.unlink(missing_ok=True)  # no driver: `status` reads the study alone
 
 
@@ -85,6 +90,8 @@ class TrialStates(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if (w := watch(self.name)) is not None:
             w.running.discard(trial.trial_id)
+            if w.results is not None:
+                w.results.ended(trial.config.get("mlflow_run_id"), trial.trial_id)
 
     on_trial_error = on_trial_complete
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 from optuna.trial import TrialState
 
 from samprivacy.errors import ConfigError
@@ -65,13 +66,14 @@ def open_sweep(name: str, workdir: str | Path | None = None) -> Sweep:
     return sweep
 
 
-def trial_rows(sweep: Sweep) -> list[dict]:
+def trial_rows(sweep: Sweep, study: optuna.Study | None = None) -> list[dict]:
     """One row per Optuna trial that is a proposal (a trial interrupted before its parameters were chosen is none,
     see study.INTERRUPTED): number, state, the Tune trials that measured it (`trial_id` with one
     seed), params, objective values (the mean over seeds, with `<objective>_std` when repeats > 1), the proposal
-    it duplicates or copies, the failure reason."""
+    it duplicates or copies, the failure reason. `study`: the driver's open study (its trials cached in memory),
+    else the study is loaded."""
     spec = sweep.spec
-    study = load_study(spec.name, sweep.storage.optuna_url).study
+    study = study or load_study(spec.name, sweep.storage.optuna_url).study
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state in (TrialState.RUNNING, TrialState.FAIL) and missing_params(spec, t.params):
@@ -99,14 +101,15 @@ def measured_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["duplicate_of"] is None and r["number"] not in copied]
 
 
-def sweep_status(sweep: Sweep, rows: list[dict] | None = None, live: bool = True) -> dict:
+def sweep_status(sweep: Sweep, rows: list[dict] | None = None, live: bool = True,
+                 study: optuna.Study | None = None) -> dict:
     """Counts of measured configurations (complete, failed; a failure that is bookkeeping, marked stale, is none),
     duplicates and proposals; trials running and pending while a driver runs (its progress file); the front."""
     rows = trial_rows(sweep) if rows is None else rows
     measured = measured_rows(rows)
     failures = [r for r in measured if r["state"] == "FAIL" and not _stale(r)]
     progress = live_progress(sweep) if live else {}
-    study_attrs = load_study(sweep.spec.name, sweep.storage.optuna_url).study.user_attrs
+    study_attrs = (study or load_study(sweep.spec.name, sweep.storage.optuna_url).study).user_attrs
     return {"name": sweep.spec.name, "budget": sweep.spec.n_trials, "repeats": sweep.spec.repeats,
             "complete": sum(r["state"] == "COMPLETE" for r in measured), "failed": len(failures),
             "duplicates": sum(r["duplicate_of"] is not None for r in rows),
@@ -138,10 +141,11 @@ def front_rows(sweep: Sweep, rows: list[dict] | None = None) -> list[dict]:
     return [{**r, "configuration": configuration(sweep.spec, r["params"])} for r in table if r["pareto"]]
 
 
-def pareto_report(sweep: Sweep, out_dir: str | Path | None = None) -> dict:
-    """The non-dominated trials with configs and metrics, the hypervolume, and the plot files (2 objectives)."""
+def pareto_report(sweep: Sweep, out_dir: str | Path | None = None, rows: list[dict] | None = None) -> dict:
+    """The non-dominated trials with configs and metrics, the hypervolume, and the plot files (2 objectives).
+    `rows`: the study's rows if already read (`trial_rows`)."""
     spec = sweep.spec
-    rows = [r for r in measured_rows(trial_rows(sweep)) if r["state"] == "COMPLETE"]
+    rows = [r for r in measured_rows(trial_rows(sweep) if rows is None else rows) if r["state"] == "COMPLETE"]
     names, modes = list(spec.objective_names), list(spec.objective_modes)
     points = np.array([[r[n] for n in names] for r in rows], dtype=float).reshape(len(rows), len(names))
     mask = pareto.non_dominated(points, modes) if rows else np.zeros(0, bool)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,12 +29,12 @@ from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.cluster import join_cluster, start_ray  # noqa: F401 (start_ray: runner's API)
 from samprivacy.sweep.progress import TrialStates, watching
-from samprivacy.sweep.publish import publish
+from samprivacy.sweep.publish import LiveResults, publish
 from samprivacy.sweep.results import (PROGRESS_FILE, Sweep, measured_rows, open_sweep, pareto_report, sweep_status,
                                       trial_rows)
 from samprivacy.sweep.search import SweepSearch
-from samprivacy.sweep.study import (STOP_REASON, complete_late, fail_stale_trials, load_study, objective_values,
-                                    optuna_storage)
+from samprivacy.sweep.study import (STOP_REASON, SweepStudy, complete_late, fail_stale_trials, load_study,
+                                    objective_values, optuna_storage)
 from samprivacy.sweep.tracking import Tracker
 from samprivacy.sweep.trial import RUN_TRIAL, SweepContext, run_sweep_trial
 from samprivacy.tags import TAG_SPEC_HASH, TAG_STOP_REASON, TAG_TRIAL, TAG_WORKDIR
@@ -67,16 +68,20 @@ def run(spec: SweepSpec, *, workdir: str | Path | None = None, address: str | No
     """A new sweep. `work`: the "module:function" each trial runs instead of pipeline.run_trial (tests and
     benchmarks give a trivial one); a resume must be given the same."""
     sweep = prepare(spec, workdir)
-    note = join_cluster(spec.resources, address)  # first: a trial no node can hold stops the sweep before any state
-    if (sweep.storage.workdir / "sweep.json").exists() or tune.Tuner.can_restore(sweep.experiment_path):
-        raise ConfigError(f"sweep '{spec.name}' already has state in {sweep.storage.workdir}; continue it with "
-                          f"`samprivacy resume {spec.name} --workdir {sweep.storage.workdir}`, or choose another "
-                          f"`name` or --workdir")
-    if spec.storage.optuna_url and spec.name in optuna.get_all_study_names(optuna_storage(spec.storage.optuna_url)):
-        # A shared study server: another workdir's sweep of this name may be running; never take it over.
-        raise ConfigError(f"the Optuna storage already holds a study named '{spec.name}'; resume that sweep from "
-                          f"its workdir, or give this one another `name`")
-    preflight(spec)
+    with ThreadPoolExecutor(1, thread_name_prefix="samprivacy-preflight") as pool:
+        checked = pool.submit(preflight, spec)  # meanwhile Ray starts or is joined (a local Ray: seconds)
+        # first: a trial no node can hold stops the sweep before any state
+        note = join_cluster(spec.resources, address)
+        if (sweep.storage.workdir / "sweep.json").exists() or tune.Tuner.can_restore(sweep.experiment_path):
+            raise ConfigError(f"sweep '{spec.name}' already has state in {sweep.storage.workdir}; continue it with "
+                              f"`samprivacy resume {spec.name} --workdir {sweep.storage.workdir}`, or choose "
+                              f"another `name` or --workdir")
+        if spec.storage.optuna_url and spec.name in optuna.get_all_study_names(
+                optuna_storage(spec.storage.optuna_url)):
+            # A shared study server: another workdir's sweep of this name may be running; never take it over.
+            raise ConfigError(f"the Optuna storage already holds a study named '{spec.name}'; resume that sweep "
+                              f"from its workdir, or give this one another `name`")
+        checked.result()  # a missing or malformed data file stops the sweep before any state, too
     sweep.save()
     return _execute(sweep, spec_file, on_progress, note, work)
 
@@ -143,6 +148,7 @@ def _execute(sweep: Sweep, spec_file: str | Path | None, on_progress: Progress |
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     late = []  # trials a restore finished: their proposal may have failed before (an error)
     with watching(spec.name, sweep.storage.workdir / PROGRESS_FILE, on_progress, note) as watch:
+        watch.results = live = LiveResults(tracker)  # read as trials end: the end reads only the last few
         segment = 0
         while _restorable(sweep.segment_path(segment)):
             clear_pending_trial_decisions(sweep.segment_path(segment))  # a dead driver's (samprivacy.compat)
@@ -172,7 +178,8 @@ def _execute(sweep: Sweep, spec_file: str | Path | None, on_progress: Progress |
             search = search.next_segment()
             segment += 1
         watch.search = search
-        outcome = finalize(sweep, tracker, parent, late, search.connect().book.stop_reason())
+        proposer = search.connect()
+        outcome = finalize(sweep, tracker, parent, late, proposer.book.stop_reason(), proposer.handle, live)
         watch.tick(force=True)
     return outcome | {"note": note}
 
@@ -189,14 +196,18 @@ class LiveFIFOScheduler(FIFOScheduler):
         return None
 
 
-def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reason: str | None) -> dict:
+def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reason: str | None,
+             opened: SweepStudy | None = None, live: LiveResults | None = None) -> dict:
     """Reconcile Optuna and MLflow with Tune's final results, then publish the Pareto front to MLflow.
+
+    `opened`: the driver's open study and `live` its copy of the finished runs, so that this reads only what
+    ended last, whatever the sweep's size (without them, the study and every run are read).
 
     `late` holds results of trials that a restore finished: a proposal that failed when one of them errored is
     completed by a copy. Tune has returned, so no trial is live: an Optuna trial still RUNNING belongs to none,
     and a trial run still RUNNING is either a failed trial's or an orphan's (started by a driver that died)."""
     spec = sweep.spec
-    handle = load_study(spec.name, sweep.storage.optuna_url)
+    handle = opened or load_study(spec.name, sweep.storage.optuna_url)
     study = handle.study
     failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     finished_late: dict[int, dict[int, tuple[str, list[float]]]] = {}  # proposal -> seed -> (Tune trial, values)
@@ -210,7 +221,7 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
     fail_stale_trials(handle, spec)
     if stop_reason:
         study.set_user_attr(STOP_REASON, stop_reason)
-    rows = trial_rows(sweep)
+    rows = trial_rows(sweep, study)
     measured = measured_rows(rows)
     complete = {i for r in measured if r["state"] == "COMPLETE" for i in r["trial_ids"]}
     failures = {i: r["fail_reason"] for r in rows if r["state"] == "FAIL" for i in r["trial_ids"]}
@@ -222,13 +233,15 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
             tracker.finish(run.info.run_id, failed_reason=failures[trial_id] or "the trial raised an error")
         else:  # a trial the record never kept (the driver died as it started): a partial run, to the trash
             tracker.client.delete_run(run.info.run_id)
-    report = pareto_report(sweep)  # Optuna's record, one point per proposal (`samprivacy pareto`)
+    report = pareto_report(sweep, rows=rows)  # Optuna's record, one point per proposal (`samprivacy pareto`)
     if spec.repeats > 1:  # only replicates have configuration-mean runs
         tracker.tag_config_runs({r["number"] for r in report["front"]})
     tracker.client.log_artifact(parent, report["files"]["json"], "pareto")
     # What people read: the front of configuration means, plots, tables, the experiment's description (MLflow)
-    published = publish(sweep.spec, tracker, parent, sweep.storage.workdir / "report")
-    status = sweep_status(sweep, rows, live=False)
+    if live is not None:
+        live.finish()
+    published = publish(sweep.spec, tracker, parent, sweep.storage.workdir / "report", live, complete)
+    status = sweep_status(sweep, rows, live=False, study=study)
     metrics = {"trials_complete": status["complete"], "trials_failed": status["failed"],
                "trials_duplicate": status["duplicates"], "proposals": status["proposals"],
                "pareto_size": published.report.front_size}

@@ -34,7 +34,7 @@ from samprivacy.spec import SweepSpec, TrialConfig
 from samprivacy.sweep.metrics import TrialMetrics
 from samprivacy.sweep.space import config_from_params
 from samprivacy.sweep.tracking import Tracker, trial_metrics
-from samprivacy.tags import TAG_BEST_ATTACK, TAG_LAST_ERROR, TAG_WARNINGS
+from samprivacy.tags import TAG_BEST_ATTACK, TAG_LAST_ERROR, TAG_PARETO, TAG_WARNINGS
 
 STATE_FILE = "train_state.pt"
 RUN_TRIAL = "samprivacy.pipeline:run_trial"
@@ -117,7 +117,8 @@ def run_sweep_trial(params: dict, ctx: SweepContext) -> None:
     logged = {**config.model_dump(exclude_none=True), "method": config.method,
               "optuna_trial": params.get("optuna_trial")}
     run_id = params.get("mlflow_run_id") or tracker.child_run(  # no run id: the driver has no MLflow run for it
-        trial_id, ctx.parent_run_id or "", run_name=f"{config.method}-{trial_id}", params=logged)
+        trial_id, ctx.parent_run_id or "", run_name=f"{config.method}-{trial_id}", params=logged,
+        tags={TAG_PARETO: "false"})  # as the driver's runs: the end of the sweep tags only the front
     run = tracker.client.get_run(run_id)
     settled = _settled(run, ctx.spec.objective_names)
     if settled is not None:  # it ended before the driver stopped (a resume took it up): report it, re-run nothing

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from mlflow.tracking import MlflowClient
+
 from samprivacy.report import page
+from samprivacy.report.runs import load_results
 from samprivacy.sweep.publish import publish
 from samprivacy.tags import TAG_NOTE
 
@@ -52,3 +55,43 @@ def test_an_empty_sweep_publishes_a_description_without_a_front(tmp_path):
     published = publish(spec(), tracker, summary, tmp_path / "report")
     assert published.report.front_size == 0 and published.report.files == {}
     assert "0 of 0 configurations" in tracker.client.get_experiment(tracker.experiment_id).tags[TAG_NOTE]
+
+
+def test_the_driver_s_copy_of_the_runs_publishes_what_a_full_read_does_and_writes_only_changed_tags(tmp_path):
+    from samprivacy.sweep.publish import LiveResults
+
+    tracker, summary = fill(f"sqlite:///{tmp_path}/mlflow.db", tmp_path)
+    full = publish(spec(), tracker, summary, tmp_path / "full")  # every run read; every pareto tag written
+    live = LiveResults(tracker)  # a resumed driver: it reads the runs already there first
+    late = tracker.child_run("t100", summary, {"dataset": "digits", "optimizer": "sgd", "seed": 0, "lr": 0.2,
+                                               "epochs": 2}, tags={"pareto": "false"})
+    tracker.log_metrics(late, {"test_acc": 0.99, "attack_acc": 0.50})  # dominates the whole front
+    tracker.finish(late)
+    live.ended(late, "t100")
+    live.ended(None, "t999")  # an ended trial known by its Tune trial only (the failed run: left out)
+    live.finish()
+    measured = [f"t{n:03d}" for n in range(len(RESULTS))] + ["t100"]
+    writes = []
+    tracker.client.set_tag = lambda *args: writes.append(args) or MlflowClient.set_tag(tracker.client, *args)
+    expected = repr(load_results(tracker.tracking_uri, "fake", spec().objectives))  # repr: NaN stds compare equal
+    published = publish(spec(), tracker, summary, tmp_path / "live", live, measured)
+    assert repr(published.results) == expected
+    assert len(published.results.trials) == len(full.results.trials) + 1
+    # the front was 3 runs (sgd's, sam rho=.05's and sharpreg's seeds) and is now t100 alone: only those change
+    was_on_front = {run for config in full.results.front() for run in config.run_ids}
+    assert sorted(w[0] for w in writes) == sorted(was_on_front | {late}) and len(was_on_front) == 6
+    tags = {r.info.run_id: r.data.tags.get("pareto") for r in tracker.child_runs()}
+    assert {run for run, tag in tags.items() if tag == "true"} == {late}
+
+
+def test_a_copy_that_misses_a_measured_trial_is_not_trusted(tmp_path):
+    from samprivacy.sweep.publish import LiveResults
+
+    tracker, summary = fill(f"sqlite:///{tmp_path}/mlflow.db", tmp_path)
+    live = LiveResults(tracker)
+    live.finish()
+    measured = [f"t{n:03d}" for n in range(len(RESULTS))]
+    assert live.records(measured) is not None and live.records([*measured, "t500"]) is None
+    expected = repr(load_results(tracker.tracking_uri, "fake", spec().objectives))
+    published = publish(spec(), tracker, summary, tmp_path / "report", live, [*measured, "t500"])  # reads all
+    assert repr(published.results) == expected

@@ -167,3 +167,31 @@ def test_a_long_sweep_runs_as_segments_that_agree_with_the_study(tmp_path, monke
     _, _, runs = runs_of(tmp_path, "segments")
     assert sorted(r.data.tags[TAG_TRIAL] for r in runs if r.data.tags.get(TAG_KIND) == "trial") == sorted(tune_ids)
     assert outcome["status"]["complete"] == 7 and outcome["status"]["proposals"] == 7
+
+
+def test_the_end_of_a_sweep_publishes_what_reading_every_run_publishes(tmp_path, monkeypatch):
+    """The driver keeps the finished runs as trials end (publish.LiveResults), so its end reads none again: what
+    it publishes (results, report files, pareto tags) is what a full read of MLflow gives."""
+    from samprivacy.report.bundle import write_report
+    from samprivacy.report.runs import load_results
+    from samprivacy.sweep import publish as publishing
+    from tests.support.trivial import TRIVIAL
+
+    full_reads, published = [], []
+    monkeypatch.setattr(publishing, "load_results", lambda *a, **k: full_reads.append(a) or load_results(*a, **k))
+    monkeypatch.setattr(runner, "publish", lambda *a, **k: published.append(publishing.publish(*a, **k)) or published[-1])
+    spec = parse_spec({**TINY, "name": "live", "trials": 12, "optimizers": {
+        "sgd": {}, "sam": {"rho": {"low": 0.01, "high": 0.2, "log": True}}},
+        "train": {"epochs": 1, "lr": {"low": 0.01, "high": 0.1}}})
+    runner.run(spec, workdir=tmp_path, work=TRIVIAL)
+    assert full_reads == [] and len(published) == 1  # the driver's copy vouched for itself
+
+    full = load_results(f"sqlite:///{tmp_path}/mlflow.db", "live", spec.objectives)
+    assert len(full.trials) == 12 and repr(published[0].results) == repr(full)  # repr: NaN stds compare equal
+    again = write_report(full, tmp_path / "from-a-full-read")
+    for name, path in published[0].report.files.items():
+        assert path.read_bytes() == again.files[name].read_bytes(), name
+    client, _, runs = runs_of(tmp_path, "live")
+    front = {run for config in full.front() for run in config.run_ids}
+    tags = {r.info.run_id: r.data.tags.get("pareto") for r in runs if r.data.tags.get(TAG_KIND) == "trial"}
+    assert len(tags) == 12 and tags == {run: str(run in front).lower() for run in tags} and front
