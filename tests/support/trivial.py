@@ -46,6 +46,9 @@ class TrivialResult:
 def run_trial(config: TrialConfig, *, on_epoch: Callable | None = None, resume: dict | None = None,
               references: object = None) -> "TrivialResult":
     start = time.perf_counter()
+    if os.environ.get("SAMPRIVACY_TRIVIAL_STARTS"):  # benchmarks: when each trial began (one line each, appended)
+        with open(os.environ["SAMPRIVACY_TRIVIAL_STARTS"], "a") as starts:
+            starts.write(f"{time.time()}\n")
     pause = float(os.environ.get("SAMPRIVACY_TRIVIAL_EPOCH_S", "0"))
     first = resume["epoch"] + 1 if resume else 1
     for epoch in range(first, config.epochs + 1):
