@@ -37,6 +37,9 @@ import pytest
 
 # A single-node Ray binds to 127.0.0.1 instead of advertising the machine's network address.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# The empty MLflow database that new tracking stores copy (sweep.tracking.prepare_store): made once for the whole
+# session, in a folder of its own rather than the user's ~/.cache.
+os.environ.setdefault("SAMPRIVACY_CACHE", tempfile.mkdtemp(prefix="samprivacy-cache-"))
 
 STARTUP_TIMEOUT_S = 120
 STOP_GRACE_S = 15

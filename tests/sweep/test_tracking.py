@@ -66,3 +66,41 @@ def test_trial_metrics_name_the_selected_model_and_every_attack():
     assert metrics["selected_train_acc"] == 1.0 and metrics["selected_val_acc"] == 0.85
     assert "train_acc" not in metrics and metrics["trial_seconds"] == 12.5
     assert metrics["attack_loss_auc"] == 0.7 and metrics["test_acc_std"] == 0.01
+
+
+def test_a_new_sqlite_store_is_a_copy_of_mlflow_s_own_empty_database(tmp_path, monkeypatch):
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    from samprivacy.sweep.tracking import prepare_store
+
+    monkeypatch.setenv("SAMPRIVACY_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    prepare_store(f"sqlite:///{tmp_path}/first.db")  # the empty database is made here, once
+    monkeypatch.chdir(tmp_path)
+    MlflowClient(f"sqlite:///{tmp_path}/by-mlflow.db").search_experiments()  # what MLflow itself makes here
+    prepare_store(f"sqlite:///{tmp_path}/copied.db")
+    assert list((tmp_path / "cache").glob("mlflow-*.db")) and (tmp_path / "copied.db").exists()
+
+    def contents(path):
+        with sqlite3.connect(path) as db:
+            tables = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            rows = {t: db.execute(f'SELECT * FROM "{t}"').fetchall() for t in tables}
+        rows["experiments"] = [row[:4] for row in rows["experiments"]]  # id, name, artifact location, stage
+        return rows
+
+    assert contents(tmp_path / "copied.db") == contents(tmp_path / "by-mlflow.db")
+    tracker = Tracker(f"sqlite:///{tmp_path}/copied.db", "sweep")  # MLflow takes the copy as its own
+    assert tracker.client.get_experiment(tracker.experiment_id).name == "sweep"
+    tracker.parent_run()
+    prepare_store(f"sqlite:///{tmp_path}/copied.db")  # a store that exists is never replaced
+    assert len(tracker._find()) == 1
+
+
+def test_without_a_writable_cache_mlflow_makes_the_store_itself(tmp_path, monkeypatch):
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("SAMPRIVACY_CACHE", str(tmp_path / "not-a-folder"))
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "sweep")
+    assert tracker.client.get_experiment(tracker.experiment_id).name == "sweep"
