@@ -366,19 +366,20 @@ create_mlflow_user() {  # the sweep service's own user (not the admin); it manag
 
 # -- Ray: a head node here and a worker node in its own network namespace, token authentication on both -----
 # What every Ray node (and so every job driver and trial) runs with. An array for `env`, not a shell function:
-# `setsid` must be the very process started in the background, so that its pid is the node's pid.
+# `setsid` must be the very process started in the background, so that its pid is the node's pid. No secret in
+# it: `env`'s arguments are its command line, which every user can read while it runs (a moment, before it
+# execs); the MLflow password goes in as an assignment before `setsid`, into the environment only.
 ray_env() {
   # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is for a single node on loopback; these nodes have their own addresses
   RAY_ENV=(env -u RAY_ADDRESS -u RAY_API_SERVER_ADDRESS -u RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
     RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$SECRETS/ray_token"
     RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0 RAY_USAGE_STATS_ENABLED=0 PATH="$SPR_BIN:$PATH"
-    MLFLOW_TRACKING_USERNAME=sweeper MLFLOW_TRACKING_PASSWORD="$(secret mlflow_password)"
-    PGPASSFILE="$SECRETS/pgpass")
+    MLFLOW_TRACKING_USERNAME=sweeper PGPASSFILE="$SECRETS/pgpass")
 }
 
 start_ray_head() {
   ray_env
-  setsid "${RAY_ENV[@]}" "${AS_USER[@]}" "$SPR_BIN/ray" start --head --block --node-ip-address "$HEAD_IP" --port "$SPR_RAY_PORT" \
+  MLFLOW_TRACKING_PASSWORD="$(secret mlflow_password)" setsid "${RAY_ENV[@]}" "${AS_USER[@]}" "$SPR_BIN/ray" start --head --block --node-ip-address "$HEAD_IP" --port "$SPR_RAY_PORT" \
     --dashboard-host "$HEAD_IP" --dashboard-port "$SPR_DASHBOARD_PORT" \
     --ray-client-server-port "$SPR_RAY_CLIENT_PORT" --dashboard-agent-listen-port "$SPR_RAY_AGENT_PORT" \
     --num-cpus "$SPR_HEAD_CPUS" --num-gpus 0 --temp-dir "$SPR_STATE/ray/head" --disable-usage-stats \
@@ -389,7 +390,7 @@ start_ray_head() {
 start_ray_worker() {
   ray_env
   # root enters the namespace (ip netns exec execs, it does not stay as a parent), then drops to SPR_USER
-  setsid "${RAY_ENV[@]}" ip netns exec "$NETNS" "${AS_USER[@]}" "$SPR_BIN/ray" start --block --address "$HEAD_IP:$SPR_RAY_PORT" \
+  MLFLOW_TRACKING_PASSWORD="$(secret mlflow_password)" setsid "${RAY_ENV[@]}" ip netns exec "$NETNS" "${AS_USER[@]}" "$SPR_BIN/ray" start --block --address "$HEAD_IP:$SPR_RAY_PORT" \
     --node-ip-address "$WORKER_IP" --num-cpus "$SPR_WORKER_CPUS" --num-gpus 0 \
     --temp-dir "$SPR_STATE/ray/worker" --disable-usage-stats >> "$LOGS/ray-worker.log" 2>&1 < /dev/null &
   record ray-worker $!

@@ -58,3 +58,20 @@ def test_service_refuses_what_it_does_not_know(tmp_path, args, says):
 def test_down_refuses_an_unknown_flag(tmp_path):
     result = run("down.sh", "--force", tmp_path=tmp_path)
     assert result.returncode == 2 and "usage: down.sh [--purge]" in result.stderr
+
+
+def test_the_ray_nodes_command_lines_hold_no_secret(tmp_path):
+    """`ray_env` is the `env` command every Ray node starts through: its arguments are a command line that any
+    user can read (for the moment before `env` execs), so the MLflow password goes into the environment only.
+    (The cluster tests watch every command line while the cluster starts; this catches it without the race.)"""
+    secrets = tmp_path / "state" / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "mlflow_password").write_text("the-password-7f3a")
+    script = f'source "{LOCAL}/lib.sh"; SECRETS="{secrets}"; ray_env; printf "%s\\n" "${{RAY_ENV[@]}}"'
+    env = {**os.environ, "SPR_STATE": str(tmp_path / "state"), "SPR_BIN": BIN}
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "MLFLOW_TRACKING_USERNAME=sweeper" in result.stdout.splitlines()
+    assert "the-password-7f3a" not in result.stdout
+    starts = (LOCAL / "lib.sh").read_text()
+    assert starts.count('MLFLOW_TRACKING_PASSWORD="$(secret mlflow_password)" setsid "${RAY_ENV[@]}"') == 2
