@@ -22,7 +22,6 @@ machine; estimated rows give the single model's figure again).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import statistics
@@ -35,7 +34,8 @@ from samprivacy.learn.data.base import Dataset, Splits
 from samprivacy.learn.models import build_model
 from samprivacy.learn.population import balanced_membership
 from samprivacy.learn.stacked import train_stacked
-from samprivacy.learn.train import TrainConfig, train
+from samprivacy.learn.train import train
+from samprivacy.spec import TrialConfig
 
 ARCHS = {  # name -> (model, features, classes, pool rows, activation's hidden default)
     "mlp": ("mlp", 200, 20, 2400, (64,)),
@@ -104,9 +104,9 @@ def run_case(arch: str, k: int, optimizer: str, args) -> dict:
     hidden = tuple(args.fc_hidden) if arch == "fc" and args.fc_hidden else default_hidden
     dataset = synthetic(features, classes, pool)
     models, indices, seeds = population(arch, k, hidden, dataset)
-    base = TrainConfig(optimizer=optimizer, epochs=args.epochs, batch_size=64, lr=0.05, device=args.device,
+    base = TrialConfig(optimizer=optimizer, epochs=args.epochs, batch_size=64, lr=0.05, device=args.device,
                        **OPTIMIZERS[optimizer])
-    configs = [dataclasses.replace(base, seed=s) for s in seeds]
+    configs = [base.model_copy(update={"seed": s}) for s in seeds]
     in_a_row = min(k, args.sequential_max)
     singles, rows, stacks = [], [], []
     for _ in range(args.repeats):
