@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -125,8 +126,16 @@ OFF_VALUES = {"label_smoothing": 0.0}
 
 def varying_params(configs: Sequence[ConfigResult], exclude: Sequence[str] = ("dataset", *METHOD_PARAMS)) -> list[str]:
     """The params whose values differ between configurations: what tells two rows of a table apart."""
-    keys = sorted({k for c in configs for k in c.params} - set(exclude))
-    return [k for k in keys if len({c.params.get(k) for c in configs}) > 1]
+    values: dict[str, set] = {}
+    counts: dict[str, int] = {}
+    for config in configs:  # one pass (a sweep may have 10,000 configurations)
+        for key, value in config.params.items():
+            values.setdefault(key, set()).add(value)
+            counts[key] = counts.get(key, 0) + 1
+    for key, count in counts.items():
+        if count < len(configs):  # some configuration lacks it: that is a value of its own
+            values[key].add(None)
+    return [k for k in sorted(set(values) - set(exclude)) if len(values[k]) > 1]
 
 
 def describe(config: ConfigResult, keys: Sequence[str]) -> str:
@@ -172,8 +181,12 @@ class SweepResults:
             len(self.configs), len(self.objectives))
 
     def front_mask(self) -> np.ndarray:
-        """Which configurations are non-dominated, judged on their means."""
+        """Which configurations are non-dominated, judged on their means (computed once: the results are frozen)."""
+        return self._front_mask.copy()
+
+    @cached_property
+    def _front_mask(self) -> np.ndarray:
         return non_dominated(self.points(), list(self.objectives.values())) if self.configs else np.zeros(0, bool)
 
     def front(self) -> list[ConfigResult]:
-        return [c for c, on in zip(self.configs, self.front_mask()) if on]
+        return [c for c, on in zip(self.configs, self._front_mask) if on]

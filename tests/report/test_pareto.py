@@ -33,13 +33,19 @@ def test_non_dominated(points, directions, expected):
     assert non_dominated(points, directions).tolist() == expected
 
 
-def test_non_dominated_matches_brute_force_across_blocks():
-    rng = np.random.default_rng(0)
-    pts = rng.integers(0, 20, size=(1500, 2)).astype(float)  # many ties and duplicates, more rows than a block
-    loss = to_minimize(pts, MAXMIN)
-    brute = [not any((loss[j] <= loss[i]).all() and (loss[j] < loss[i]).any() for j in range(len(pts)))
-             for i in range(len(pts))]
-    assert non_dominated(pts, MAXMIN).tolist() == brute
+def brute_force(pts, directions):
+    loss = to_minimize(pts, directions)
+    finite = np.isfinite(loss).all(axis=1)
+    return [bool(finite[i]) and not any(finite[j] and (loss[j] <= loss[i]).all() and (loss[j] < loss[i]).any()
+                                        for j in range(len(pts))) for i in range(len(pts))]
+
+
+@pytest.mark.parametrize("directions", [MAXMIN, ["min", "min", "max"], ["max", "min", "min", "max"]])
+def test_non_dominated_matches_brute_force(directions):
+    rng = np.random.default_rng(len(directions))
+    pts = rng.integers(0, 12, size=(600, len(directions))).astype(float)  # many ties and duplicates
+    pts[rng.random(pts.shape) < 0.01] = rng.choice([nan, inf, -inf])  # and a few broken values
+    assert non_dominated(pts, directions).tolist() == brute_force(pts, directions)
 
 
 def test_three_objectives():

@@ -44,6 +44,10 @@ def test_mean_and_sample_std_over_seeds():
 def test_varying_params_tell_rows_apart():
     configs = group_configs([trial("a"), trial("b", rho="0.1"), trial("c", optimizer="sgd", rho=None)])
     assert varying_params(configs) == ["rho"]
+    # a param one configuration lacks varies even where the others agree (sgd has no rho; both sams 0.05)
+    assert varying_params(group_configs([trial("a"), trial("b", seed=1), trial("c", optimizer="sgd", rho=None)])) \
+        == ["rho"]
+    assert varying_params(group_configs([trial("a"), trial("b", seed=1)])) == []
     assert describe(configs[1], ["rho", "lam"]) == "rho=0.1" and describe(configs[2], ["rho"]) == ""
 
 
