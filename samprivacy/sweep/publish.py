@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ class LiveResults:
         self.runs: dict[str, tuple[TrialRecord, str | None]] = {}  # run id -> (record, its pareto tag)
         self.error: BaseException | None = None
         self._ended: queue.SimpleQueue[tuple[str | None, str] | None] = queue.SimpleQueue()
+        self._finishing = threading.Event()
         self._thread = threading.Thread(target=self._read, name=f"samprivacy-results-{self.sweep}", daemon=True)
         self._thread.start()
 
@@ -61,6 +61,7 @@ class LiveResults:
     def finish(self) -> None:
         """Read the runs that ended last and stop reading (again: nothing)."""
         if self._thread.is_alive():
+            self._finishing.set()
             self._ended.put(None)
             self._thread.join()
 
@@ -84,7 +85,7 @@ class LiveResults:
             stop = False
             while not stop:
                 batch = [self._ended.get()]
-                time.sleep(READ_PERIOD_S)  # let the runs that end meanwhile join this read
+                self._finishing.wait(READ_PERIOD_S)  # let the runs that end meanwhile join this read
                 while not self._ended.empty():
                     batch.append(self._ended.get())
                 stop = None in batch
