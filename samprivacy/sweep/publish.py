@@ -123,13 +123,12 @@ def publish(spec: SweepSpec, tracker: Tracker, summary_run_id: str, folder: str 
             live: LiveResults | None = None, measured_trials: Collection[str] = ()) -> Publication:
     """`live`: the driver's copy of the finished runs (finished reading), vouched for by `measured_trials`; without
     it, or when it cannot vouch, every run is read."""
-    records = live.records(measured_trials) if live is not None else None
-    if records is None:
-        results = load_results(tracker.tracking_uri, spec.name, spec.objectives)
-        tagged = None
-    else:
+    tagged: dict[str, str | None] | None = None  # each finished trial run's pareto tag, when known without a read
+    if live is not None and (records := live.records(measured_trials)) is not None:
         results = results_of(spec.name, spec.objectives, records, tracker.experiment_id, summary_run_id)
-        tagged = {run_id: tag for run_id, (_, tag) in live.runs.items()}  # type: ignore[union-attr]
+        tagged = {run_id: tag for run_id, (_, tag) in live.runs.items()}
+    else:
+        results = load_results(tracker.tracking_uri, spec.name, spec.objectives)
     for trial in results.trials:
         if trial.config_id is None:  # before replicates existed, runs had no config id: the same hash as here
             tracker.set_tags(trial.run_id, {TAG_CONFIG: trial.config_key})
