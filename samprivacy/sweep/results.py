@@ -73,7 +73,7 @@ def trial_rows(sweep: Sweep, study: optuna.Study | None = None) -> list[dict]:
     it duplicates or copies, the failure reason. `study`: the driver's open study (its trials cached in memory),
     else the study is loaded."""
     spec = sweep.spec
-    study = study or load_study(spec.name, sweep.storage.optuna_url).study
+    study = study if study is not None else load_study(spec.name, sweep.storage.optuna_url).study
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state in (TrialState.RUNNING, TrialState.FAIL) and missing_params(spec, t.params):
@@ -109,7 +109,7 @@ def sweep_status(sweep: Sweep, rows: list[dict] | None = None, live: bool = True
     measured = measured_rows(rows)
     failures = [r for r in measured if r["state"] == "FAIL" and not _stale(r)]
     progress = live_progress(sweep) if live else {}
-    study_attrs = (study or load_study(sweep.spec.name, sweep.storage.optuna_url).study).user_attrs
+    study_attrs = (study if study is not None else load_study(sweep.spec.name, sweep.storage.optuna_url).study).user_attrs
     return {"name": sweep.spec.name, "budget": sweep.spec.n_trials, "repeats": sweep.spec.repeats,
             "complete": sum(r["state"] == "COMPLETE" for r in measured), "failed": len(failures),
             "duplicates": sum(r["duplicate_of"] is not None for r in rows),

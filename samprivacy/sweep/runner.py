@@ -207,7 +207,7 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
     completed by a copy. Tune has returned, so no trial is live: an Optuna trial still RUNNING belongs to none,
     and a trial run still RUNNING is either a failed trial's or an orphan's (started by a driver that died)."""
     spec = sweep.spec
-    handle = opened or load_study(spec.name, sweep.storage.optuna_url)
+    handle = opened if opened is not None else load_study(spec.name, sweep.storage.optuna_url)
     study = handle.study
     failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     finished_late: dict[int, dict[int, tuple[str, list[float]]]] = {}  # proposal -> seed -> (Tune trial, values)
