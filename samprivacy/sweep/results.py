@@ -109,7 +109,9 @@ def sweep_status(sweep: Sweep, rows: list[dict] | None = None, live: bool = True
     measured = measured_rows(rows)
     failures = [r for r in measured if r["state"] == "FAIL" and not _stale(r)]
     progress = live_progress(sweep) if live else {}
-    study_attrs = (study if study is not None else load_study(sweep.spec.name, sweep.storage.optuna_url).study).user_attrs
+    if study is None:
+        study = load_study(sweep.spec.name, sweep.storage.optuna_url).study
+    study_attrs = study.user_attrs
     return {"name": sweep.spec.name, "budget": sweep.spec.n_trials, "repeats": sweep.spec.repeats,
             "complete": sum(r["state"] == "COMPLETE" for r in measured), "failed": len(failures),
             "duplicates": sum(r["duplicate_of"] is not None for r in rows),
