@@ -15,7 +15,7 @@ from samprivacy.errors import ConfigError
 from samprivacy.report import page, tables
 from samprivacy.report.pareto import default_reference, hypervolume_2d
 from samprivacy.report.plots import plot_front_html, plot_front_png
-from samprivacy.report.records import SweepResults, describe, varying_params
+from samprivacy.report.records import SweepResults, describe
 
 EXTENSIONS = {"md": "md", "csv": "csv", "latex": "tex"}
 
@@ -35,9 +35,9 @@ def run_link(base: str, experiment_id: str | None, run_id: str) -> str:
 
 
 def build_tables(results: SweepResults) -> list[tables.Table]:
-    out = [tables.table1(results.configs)]
+    out = [tables.table1(results.configs, results.varying)]
     try:
-        out.append(tables.table2(results.configs))
+        out.append(tables.table2(results.configs, results.varying))
     except ConfigError:  # no SGD run: Table 2 has no baseline (`samprivacy report --table 2` says so)
         pass
     return out
@@ -50,7 +50,7 @@ def write_report(results: SweepResults, folder: str | Path, link_base: str = "")
         return ReportFiles(folder)
     names, modes = list(results.objectives), list(results.objectives.values())
     mask, points, errors = results.front_mask(), results.points(), results.errors()
-    keys = varying_params(results.configs)
+    keys = list(results.varying)
     labels = [f"{c.label} {describe(c, keys)}".strip() for c in results.configs]
     multi = len({c.dataset for c in results.configs}) > 1
     groups = [f"{c.label} ({c.dataset})" if multi else c.label for c in results.configs]  # colour by method

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from samprivacy.report.records import ConfigResult, SweepResults, describe, varying_params
+from samprivacy.report.records import ConfigResult, SweepResults, describe
 from samprivacy.tags import TAG_CONFIG, TAG_KIND, TAG_PARETO, TAG_SWEEP, TAG_VIEW_PREFIX
 
 FRONT_VIEW = "samprivacy-front"
@@ -78,7 +78,7 @@ def _cell(config: ConfigResult, metric: str) -> str:
 def front_table(results: SweepResults, limit: int | None = None) -> str:
     """The front as a markdown table: one row per non-dominated configuration, best first objective first. With
     `limit` (characters), the rows that fit, then where the whole table is."""
-    front, keys = results.front(), varying_params(results.configs)
+    front, keys = results.front(), list(results.varying)
     first, direction = next(iter(results.objectives.items()))
     front.sort(key=lambda c: -c.value(first) if direction.startswith("max") else c.value(first))
     datasets = len({c.dataset for c in results.configs}) > 1
@@ -159,7 +159,7 @@ def read_view_state(value: str) -> dict:
 def sweep_views(results: SweepResults) -> list[tuple[str, str]]:
     """Two saved views: the front's runs and every trial run, with objectives, optimizer and varying params."""
     first, direction = next(iter(results.objectives.items()))
-    keys = ["method", "optimizer", *varying_params(results.configs), "seed"]
+    keys = ["method", "optimizer", *results.varying, "seed"]
     if len({c.dataset for c in results.configs}) > 1:
         keys.insert(0, "dataset")
     columns = [*(f"metrics.`{o}`" for o in results.objectives), *(f"params.`{k}`" for k in keys), f"tags.`{TAG_PARETO}`"]

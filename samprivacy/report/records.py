@@ -188,5 +188,10 @@ class SweepResults:
     def _front_mask(self) -> np.ndarray:
         return non_dominated(self.points(), list(self.objectives.values())) if self.configs else np.zeros(0, bool)
 
+    @cached_property
+    def varying(self) -> tuple[str, ...]:
+        """`varying_params` of the configurations (computed once)."""
+        return tuple(varying_params(self.configs))
+
     def front(self) -> list[ConfigResult]:
         return [c for c, on in zip(self.configs, self._front_mask) if on]

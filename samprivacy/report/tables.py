@@ -82,11 +82,13 @@ def _label_headers(keys: list[str], epsilon: bool = False) -> tuple[str, ...]:
     return ("dataset", "method", *([EPSILON[1]] if epsilon else []), *(["config"] if keys else []), "seeds")
 
 
-def table1(configs: Sequence[ConfigResult]) -> Table:
-    """Mean ± std over seeds of each configuration's test and attack accuracies (Table 1)."""
+def table1(configs: Sequence[ConfigResult], varying: Sequence[str] | None = None) -> Table:
+    """Mean ± std over seeds of each configuration's test and attack accuracies (Table 1). `varying`: the
+    configurations' `varying_params`, if known."""
     if not configs:
         raise ConfigError("no finished trial runs to report yet; wait for the sweep's trials to finish")
-    columns, keys, eps = metric_columns(configs), varying_params(configs), _epsilon(configs)
+    columns, eps = metric_columns(configs), _epsilon(configs)
+    keys = list(varying) if varying is not None else varying_params(configs)
     rows = tuple((*_labels(c, keys, eps), *(Cell(c.value(m), c.error(m)) for m, _ in columns))
                  for c in _order(configs))
     notes = ["values in %: mean ± sample standard deviation over seeds (- with one seed)"]
@@ -117,15 +119,17 @@ def _change(value: float, base: float) -> float:
     return 100.0 * (value - base) / base if math.isfinite(value) and math.isfinite(base) and base != 0 else math.nan
 
 
-def table2(configs: Sequence[ConfigResult]) -> Table:
-    """Percent change of each configuration's means against the dataset's SGD baseline (Table 2)."""
+def table2(configs: Sequence[ConfigResult], varying: Sequence[str] | None = None) -> Table:
+    """Percent change of each configuration's means against the dataset's SGD baseline (Table 2). `varying`:
+    the configurations' `varying_params`, if known."""
     if not configs:
         raise ConfigError("no finished trial runs to report yet; wait for the sweep's trials to finish")
     baselines = _baselines(configs)
     if not baselines:
         raise ConfigError(f"Table 2 compares against {BASELINE}, and the sweep has no finished {BASELINE} run; add "
                           f"`{BASELINE}: {{}}` under the spec's optimizers (or use --table 1)")
-    columns, keys, eps = metric_columns(configs), varying_params(configs), _epsilon(configs)
+    columns, eps = metric_columns(configs), _epsilon(configs)
+    keys = list(varying) if varying is not None else varying_params(configs)
     rows = []
     for c in _order(configs):
         base = baselines.get(c.dataset)

@@ -82,6 +82,8 @@ class LiveResults:
         client = MlflowClient(tracking_uri=self.tracking_uri)
         try:
             self._take(search(client, self.experiment_id, **{TAG_SWEEP: self.sweep, TAG_KIND: "trial"}))
+            import matplotlib.figure  # noqa: F401  (the report's plots import it: now, not at the sweep's end)
+
             stop = False
             while not stop:
                 batch = [self._ended.get()]

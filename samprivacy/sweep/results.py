@@ -143,9 +143,10 @@ def front_rows(sweep: Sweep, rows: list[dict] | None = None) -> list[dict]:
     return [{**r, "configuration": configuration(sweep.spec, r["params"])} for r in table if r["pareto"]]
 
 
-def pareto_report(sweep: Sweep, out_dir: str | Path | None = None, rows: list[dict] | None = None) -> dict:
-    """The non-dominated trials with configs and metrics, the hypervolume, and the plot files (2 objectives).
-    `rows`: the study's rows if already read (`trial_rows`)."""
+def pareto_report(sweep: Sweep, out_dir: str | Path | None = None, rows: list[dict] | None = None,
+                  draw: bool = True) -> dict:
+    """The non-dominated trials with configs and metrics, the hypervolume, and the plot files (2 objectives;
+    `draw=False`: pareto.json only). `rows`: the study's rows if already read (`trial_rows`)."""
     spec = sweep.spec
     rows = [r for r in measured_rows(trial_rows(sweep) if rows is None else rows) if r["state"] == "COMPLETE"]
     names, modes = list(spec.objective_names), list(spec.objective_modes)
@@ -160,7 +161,7 @@ def pareto_report(sweep: Sweep, out_dir: str | Path | None = None, rows: list[di
         report["reference"] = reference.tolist()
     out = Path(out_dir) if out_dir else sweep.storage.workdir / "pareto"
     out.mkdir(parents=True, exist_ok=True)
-    if len(names) == 2 and rows:
+    if draw and len(names) == 2 and rows:
         labels = [f"trial {r['number']} ({r['trial_id'] or ', '.join(r['trial_ids'])})" for r in rows]
         groups = [method_of(spec, r["params"]) for r in rows]  # colour by method (optimizer or defense)
         kwargs: dict[str, Any] = dict(names=names, mask=mask, labels=labels, groups=groups, title=f"{spec.name}: Pareto front")

@@ -233,7 +233,9 @@ def finalize(sweep: Sweep, tracker: Tracker, parent: str, late: list, stop_reaso
             tracker.finish(run.info.run_id, failed_reason=failures[trial_id] or "the trial raised an error")
         else:  # a trial the record never kept (the driver died as it started): a partial run, to the trash
             tracker.client.delete_run(run.info.run_id)
-    report = pareto_report(sweep, rows=rows)  # Optuna's record, one point per proposal (`samprivacy pareto`)
+    # Optuna's record, one point per proposal: its json on the summary run (`samprivacy pareto` draws it on demand;
+    # the plots people read are the published report's)
+    report = pareto_report(sweep, rows=rows, draw=False)
     if spec.repeats > 1:  # only replicates have configuration-mean runs
         tracker.tag_config_runs({r["number"] for r in report["front"]})
     tracker.client.log_artifact(parent, report["files"]["json"], "pareto")
