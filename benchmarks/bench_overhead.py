@@ -14,8 +14,10 @@ Reported for each side, from the times trials end in their workers (the end of t
               costs beyond its work. The service's fixed cost per trial is its figure minus the bare loop's.
   per sweep   start: from the call to the first completion; finish: from the last completion to the return
   thousands   seconds each thousand completions took, and the driver's memory (RSS) when each ended
-Timings on a shared machine are noisy: read the two sides of one run against each other. The issue's targets:
-<= 0.15 s fixed cost per trial (1,000 trials, concurrency 2), start <= 5 s, last thousand <= 1.1x the first.
+  start, in parts  the dataset preflight, the MLflow store, when Tune begins, when the first trial starts
+Timings on a shared machine are noisy: read the two sides of one run against each other. The targets: <= 0.15 s
+fixed cost per trial (1,000 trials, concurrency 2), start <= 3 s (to the first trial's start), finish <= 5 s at
+10,000 trials, last thousand <= 1.1x the first.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYT
 from tests.support.trivial import TRIVIAL, run_trial  # noqa: E402  light: what the bare loop's processes import too
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray on loopback only (read by ray.init)
-TARGET_PER_TRIAL_S, TARGET_START_S, TARGET_GROWTH = 0.15, 5.0, 1.1
+TARGET_PER_TRIAL_S, TARGET_START_S, TARGET_FINISH_S, TARGET_GROWTH = 0.15, 3.0, 5.0, 1.1
 
 
 def bench_spec(name: str, trials: int, concurrency: int, workdir: Path):
@@ -222,7 +224,8 @@ def main() -> None:
     print(f"  ray.init (not in the service's start: a running cluster has it) {ray_init_s:.1f} s; CPU per trial "
           f"(driver, Ray's daemons and workers) {service.get('cpu_per_trial_s', float('nan')):.3f} s")
     print(f"fixed cost per trial: {fixed:.3f} s per slot (target <= {TARGET_PER_TRIAL_S}); sweep start "
-          f"{service['start_s']:.2f} s (target <= {TARGET_START_S}), finish {service['finish_s']:.2f} s")
+          f"{service['first_trial_at_s']:.2f} s to the first trial's start (target <= {TARGET_START_S}); finish "
+          f"{service['finish_s']:.2f} s (target <= {TARGET_FINISH_S} at 10,000 trials)")
     print(f"  start, in parts: preflight (data loaded once) {service['preflight_s']:.2f} s, MLflow store "
           f"{service['mlflow_store_s']:.2f} s, Tune begins at {service['first_fit_at_s']:.2f} s, the first trial "
           f"starts at {service['first_trial_at_s']:.2f} s and ends at {service['start_s']:.2f} s")
