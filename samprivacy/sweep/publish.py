@@ -80,11 +80,11 @@ class LiveResults:
 
     def _read(self) -> None:
         client = MlflowClient(tracking_uri=self.tracking_uri)
+        stop = False  # `finish` has asked (its None has been taken from the queue)
         try:
             self._take(search(client, self.experiment_id, **{TAG_SWEEP: self.sweep, TAG_KIND: "trial"}))
             import matplotlib.figure  # noqa: F401  (the report's plots import it: now, not at the sweep's end)
 
-            stop = False
             while not stop:
                 batch = [self._ended.get()]
                 self._finishing.wait(READ_PERIOD_S)  # let the runs that end meanwhile join this read
@@ -98,8 +98,8 @@ class LiveResults:
                 self._take(runs)
         except Exception as exc:  # the end of the sweep reads everything instead; the sweep itself goes on
             self.error = exc
-            while self._ended.get() is not None:  # let `finish` return
-                pass
+            while not stop:  # wait for `finish` (unless its None came with the batch that failed)
+                stop = self._ended.get() is None
 
     def _take(self, runs: list[Run]) -> None:
         for run in runs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from samprivacy.report import page
@@ -95,3 +96,24 @@ def test_a_copy_that_misses_a_measured_trial_is_not_trusted(tmp_path):
     expected = repr(load_results(tracker.tracking_uri, "fake", spec().objectives))
     published = publish(spec(), tracker, summary, tmp_path / "report", live, [*measured, "t500"])  # reads all
     assert repr(published.results) == expected
+
+
+@pytest.mark.parametrize("fails", ["the first read", "the last read"])
+def test_a_copy_whose_read_fails_ends_untrusted_and_never_hangs_the_end(tmp_path, monkeypatch, fails):
+    import threading
+
+    from samprivacy.sweep import publish as publishing
+
+    tracker, summary = fill(f"sqlite:///{tmp_path}/mlflow.db", tmp_path)
+
+    def broken(*args, **kwargs):
+        raise OSError("the store went away")
+
+    monkeypatch.setattr(publishing, "search" if fails == "the first read" else "runs_by_id", broken)
+    live = publishing.LiveResults(tracker)
+    live.ended("some-run", "t000")
+    ending = threading.Thread(target=live.finish, daemon=True)  # the last read fails with finish's own request
+    ending.start()
+    ending.join(timeout=30)
+    assert not ending.is_alive() and isinstance(live.error, OSError)
+    assert live.records(["t000"]) is None  # publish reads everything instead
