@@ -127,7 +127,7 @@ user_dir() {  # user_dir <mode> <folder>...: folders the services write, owned b
 # -- processes -----------------------------------------------------------------------------------------------
 # A process's start time (clock ticks after boot), empty once it has exited. A zombie counts as exited: it only
 # waits to be reaped, and a container's init may never reap it.
-start_time() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '$1 != "Z" {print $20}'; }
+start_time() { { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null || true; } | awk '$1 != "Z" {print $20}'; }
 
 record() {  # record <service> <pid>
   mkdir -p "$PIDS"
@@ -151,7 +151,9 @@ tree() {  # "pid start" of process $1, of its session if it leads one, and of al
            for (i = 1; i <= NR; i++) if ((ppid[i] in keep) && !(pid[i] in keep)) { keep[pid[i]] = 1; grew = 1 }
       } while (grew)
       for (p in keep) print p }' | while read -r p; do
-    local s; s=$(start_time "$p"); [[ -n $s ]] && echo "$p $s"
+    # a process that exited since `ps` is left out; `if`, not `&&`: the loop's status is its body's last, and a
+    # failed `&&` there made `snapshot=$(tree ...)` fail under `set -e` (service.sh stop exited 1, silently)
+    local s; s=$(start_time "$p"); if [[ -n $s ]]; then echo "$p $s"; fi
   done
 }
 
