@@ -83,8 +83,6 @@ class LiveResults:
         stop = False  # `finish` has asked (its None has been taken from the queue)
         try:
             self._take(search(client, self.experiment_id, **{TAG_SWEEP: self.sweep, TAG_KIND: "trial"}))
-            import matplotlib.figure  # noqa: F401  (the report's plots import it: now, not at the sweep's end)
-
             while not stop:
                 batch = [self._ended.get()]
                 self._finishing.wait(READ_PERIOD_S)  # let the runs that end meanwhile join this read
@@ -96,6 +94,9 @@ class LiveResults:
                 for _, trial_id in (item for item in ended if item[0] is None):  # a run the worker made
                     runs += search(client, self.experiment_id, **{TAG_SWEEP: self.sweep, TAG_TRIAL: trial_id})
                 self._take(runs)
+                # the report's plots need matplotlib: imported here, once the first trials have ended (not during
+                # the sweep's start, and not at its end)
+                import matplotlib.figure  # noqa: F401
         except Exception as exc:  # the end of the sweep reads everything instead; the sweep itself goes on
             self.error = exc
             while not stop:  # wait for `finish` (unless its None came with the batch that failed)
