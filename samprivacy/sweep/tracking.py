@@ -95,7 +95,7 @@ def prepare_store(tracking_uri: str) -> None:
                        "WHERE experiment_id = 0", (str(Path("mlruns").resolve() / "0"), now, now))
         db.close()
         os.link(partial, target)  # never over a database another process made meanwhile
-    except FileExistsError:
+    except (OSError, sqlite3.Error):  # made meanwhile, or a filesystem without hard links: MLflow takes over
         pass
     finally:
         partial.unlink(missing_ok=True)

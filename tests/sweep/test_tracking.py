@@ -104,3 +104,16 @@ def test_without_a_writable_cache_mlflow_makes_the_store_itself(tmp_path, monkey
     monkeypatch.setenv("SAMPRIVACY_CACHE", str(tmp_path / "not-a-folder"))
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "sweep")
     assert tracker.client.get_experiment(tracker.experiment_id).name == "sweep"
+
+
+def test_where_the_copy_cannot_be_linked_into_place_mlflow_makes_the_store(tmp_path, monkeypatch):
+    import os
+
+    def no_hard_links(*args, **kwargs):
+        raise PermissionError("this filesystem has no hard links")
+
+    monkeypatch.setenv("SAMPRIVACY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(os, "link", no_hard_links)
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "sweep")
+    assert tracker.client.get_experiment(tracker.experiment_id).name == "sweep"
+    assert not list(tmp_path.glob(".mlflow.db.*.partial"))  # nothing half-written is left
