@@ -76,9 +76,11 @@ class Proposer:
                 self.live[trial_id] = unit
         for proposal, params in record.open:
             self.params[proposal.number] = params
+            # recorded a duplicate: one still; otherwise decided again (measured unless it trains nothing of its
+            # own: a driver killed before a duplicate's record leaves no trace of that decision)
             _, new = self._take(proposal.number, proposal.config_id, proposal.seeds,
-                                duplicate=proposal.duplicate_of is not None, duplicate_of=proposal.duplicate_of,
-                                outcomes=known[proposal.number])
+                                duplicate=True if proposal.duplicate_of is not None else None,
+                                duplicate_of=proposal.duplicate_of, outcomes=known[proposal.number])
             for unit in new:  # an earlier attempt's run: finished (the trial settles at once) or to continue
                 if self.tracker is not None and (run := self.tracker.unit_run(unit.config_id, unit.seed)):
                     self.reuse[unit.key] = run

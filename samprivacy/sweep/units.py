@@ -119,11 +119,14 @@ class Book:
                 ) -> tuple[Proposal, list[Unit]]:
         """Register a proposal; returns it and the units to queue (none for a duplicate).
 
-        A new proposal leaves `duplicate` None: it is decided here. A proposal that was open when the driver
-        stopped passes what was decided then (with `duplicate_of`, the proposal it repeats, as the study holds
-        it), and the outcomes its seeds already had."""
+        `duplicate` None: decided here. A proposal is measured when it trains a unit of its own: one to queue, one
+        a restored Tune trial trains for it (`training`), or one that ended before a restart (`outcomes`, which
+        hold only its own units' ends); otherwise it is a duplicate. A proposal that was open when the driver
+        stopped passes True when the study records it as a duplicate (with `duplicate_of`, the proposal it
+        repeats) and None otherwise: a driver killed between a duplicate's parameters and that record leaves
+        the study no trace of the decision, so it is made again here, the same way."""
         proposal = Proposal(number, config_id, tuple(seeds), outcomes=dict(outcomes or {}))
-        new, sources = [], []
+        new, sources, own = [], [], bool(outcomes)
         for seed in proposal.seeds:
             key = unit_key(config_id, seed)
             if seed in proposal.outcomes:
@@ -136,12 +139,14 @@ class Book:
                 if self._training[key].proposal != number:
                     self._waiting.setdefault(key, []).append(number)
                     sources.append(self._training[key].proposal)
+                else:  # a restored Tune trial trains it for this proposal
+                    own = True
             elif duplicate:  # decided a duplicate, but what it waited for is gone (its trainer failed meanwhile)
                 proposal.outcomes[seed] = Outcome(None, "stale: the run this duplicate waited for is gone")
             else:
                 new.append(Unit(number, config_id, seed))
         if duplicate is None:
-            duplicate = not new
+            duplicate = not new and not own
         if duplicate:
             proposal.duplicate_of = min(sources, default=duplicate_of)  # none left: what was decided before
             self.duplicates += 1

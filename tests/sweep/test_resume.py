@@ -269,30 +269,34 @@ SMALL = {"name": "small", "datasets": ["digits"], "seeds": [0, 1], "optimizers":
          "sampler": {"name": "random", "seed": 1}, "checkpoint_interval_s": 0}
 
 
-# In the driver, SIGKILL itself as its `n`th proposal starts choosing parameters: Optuna's ask() has made the
-# trial (RUNNING, no parameters) and define-by-run has not suggested any yet. The window the kill must survive.
-KILL_AFTER_ASK = """
+# In the driver, SIGKILL itself at its `n`th proposal, in one of two windows the kill must survive. "ask": Optuna's
+# ask() has made the trial (RUNNING, no parameters) and define-by-run has not suggested any yet. "suggest": every
+# parameter is on storage and nothing else: not the `duplicate_of` that marks a proposal waiting for a unit.
+KILL_IN_PROPOSAL = """
 import os, signal
 from samprivacy.sweep import search
 _suggest, _calls = search.suggest_params, []
 def _suggest_or_die(trial, spec):
     _calls.append(trial.number)
+    if len(_calls) == {n} and {window!r} == "ask":
+        os.kill(os.getpid(), signal.SIGKILL)
+    params = _suggest(trial, spec)
     if len(_calls) == {n}:
         os.kill(os.getpid(), signal.SIGKILL)
-    return _suggest(trial, spec)
+    return params
 search.suggest_params = _suggest_or_die
 """
 
 
-def trivial_driver(command: str, workdir, log, kill_at_ask: int | None = None) -> subprocess.Popen:
+def trivial_driver(command: str, workdir, log, kill: tuple[int, str] | None = None) -> subprocess.Popen:
     """`runner.run` / `runner.resume` in a fresh driver whose trials train nothing (tests/support/trivial.py, 0.5 s epochs);
-    `kill_at_ask`: the driver kills itself between its nth ask() and that proposal's first suggestion."""
+    `kill` (n, window): the driver kills itself in that window of its nth proposal (KILL_IN_PROPOSAL)."""
     call = (f"runner.run(parse_spec({SMALL!r}), workdir={str(workdir)!r}, work=TRIVIAL)" if command == "run" else
             f"runner.resume('small', workdir={str(workdir)!r}, work=TRIVIAL)")
     code = ("from samprivacy.spec import parse_spec; from samprivacy.sweep import runner; "
             f"from tests.support.trivial import TRIVIAL; {call}")
-    if kill_at_ask is not None:
-        code = KILL_AFTER_ASK.format(n=kill_at_ask) + code
+    if kill is not None:
+        code = KILL_IN_PROPOSAL.format(n=kill[0], window=kill[1]) + code
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "SAMPRIVACY_TRIVIAL_EPOCH_S": "0.5"}
     return subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True, stdout=log, stderr=log)
 
@@ -324,12 +328,27 @@ def test_a_driver_killed_between_ask_and_its_first_suggestion_is_resumed_without
     """The kill of the test above, made certain: the third proposal (after seeds 1, 1) dies right after ask().
     Its trial holds no parameters; the resume fails it as interrupted, and nothing else counts it."""
     workdir, log = tmp_path / "work", open(tmp_path / "run.log", "w")
-    driver = trivial_driver("run", workdir, log, kill_at_ask=3)
+    driver = trivial_driver("run", workdir, log, kill=(3, "ask"))
     assert driver.wait(timeout=240) == -signal.SIGKILL, (tmp_path / "run.log").read_text()[-3000:]
     asked = study_of(workdir)
     assert len(asked) == 3 and asked[2].state == TrialState.RUNNING and asked[2].params == {}
     assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
     assert check_small_sweep(workdir) == [2]
+
+
+def test_a_driver_killed_before_recording_a_duplicate_is_resumed_with_the_duplicate_still_one(tmp_path):
+    """The second proposal repeats the first while it trains; the driver dies once its parameters are on storage,
+    before `duplicate_of` is. Nothing in the study says it is a duplicate: the resume must decide so again, not
+    count it as a second measurement of the first's Tune trial (found by the repeated runs of these tests)."""
+    workdir, log = tmp_path / "work", open(tmp_path / "run.log", "w")
+    driver = trivial_driver("run", workdir, log, kill=(2, "suggest"))
+    assert driver.wait(timeout=240) == -signal.SIGKILL, (tmp_path / "run.log").read_text()[-3000:]
+    asked = study_of(workdir)
+    assert [t.state for t in asked] == [TrialState.RUNNING] * 2 and asked[0].params == asked[1].params
+    assert not any("duplicate_of" in t.user_attrs for t in asked)
+    assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    assert check_small_sweep(workdir) == []
+    assert study_of(workdir)[1].user_attrs["duplicate_of"] == 0
 
 
 def check_small_sweep(workdir) -> list[int]:

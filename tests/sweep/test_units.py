@@ -92,17 +92,37 @@ def test_a_restart_keeps_decisions_and_takes_up_open_proposals():
     book.record(done, duplicate=False)
     book.record(Proposal(1, "a", (0,), duplicate_of=0, outcomes={0: ok(0.7, 0.6)}), duplicate=True)
     book.training(Unit(2, "b", 0))  # Tune restored the trial training it
-    measured_b, units = book.propose(2, "b", [0], duplicate=False)
-    assert units == []  # not trained twice
+    measured_b, units = book.propose(2, "b", [0])  # the study records no duplicate: decided again
+    assert units == [] and measured_b.duplicate_of is None  # not trained twice, and still its own measurement
     waiting_b, units = book.propose(3, "b", [0], duplicate=True)
     assert units == [] and not waiting_b.done
-    lost_c, units = book.propose(4, "c", [0], duplicate=False)
+    lost_c, units = book.propose(4, "c", [0])
     assert units == [Unit(4, "c", 0)]  # its trial never reached Tune's snapshot: it trains now
     reused, units = book.propose(5, "a", [0])
     assert units == [] and reused.duplicate_of == 0 and reused.result()[0] == [0.7, 0.6]
     assert book.finish(Unit(2, "b", 0), ok(0.9, 0.5)) == [2, 3]
     assert book.close(2) is measured_b and book.close(3) is waiting_b and waiting_b.done
     assert (book.measured, book.duplicates, book.proposals) == (3, 3, 6)
+
+
+def test_a_duplicate_whose_record_a_kill_lost_is_a_duplicate_again_after_the_restart():
+    """Killed after a duplicate's parameters were chosen and before the study recorded `duplicate_of`: the study
+    holds two open proposals of one configuration and says nothing of the second. It must not become a second
+    measurement of the first's unit (counted against the budget, told with that unit's Tune trial)."""
+    book = Book(budget=3)
+    book.record(Proposal(0, "a", (0,), outcomes={0: ok(0.7, 0.6, trial="t0")}), duplicate=False)
+    book.training(Unit(1, "b", 0))  # Tune restored the trial training proposal 1
+    owner, units = book.propose(1, "b", [0])
+    assert units == [] and owner.duplicate_of is None
+    of_training, units = book.propose(2, "b", [0])  # waited for proposal 1's unit when the driver died
+    assert units == [] and of_training.duplicate_of == 1 and not of_training.done
+    of_finished, units = book.propose(3, "a", [0])  # repeated proposal 0, died before Optuna was told
+    assert units == [] and of_finished.duplicate_of == 0 and of_finished.result()[0] == [0.7, 0.6]
+    ended_before, units = book.propose(4, "c", [0], outcomes={0: ok(0.5, 0.5, trial="t4")})
+    assert units == [] and ended_before.duplicate_of is None and ended_before.done  # its own unit ended
+    assert (book.measured, book.duplicates) == (3, 2)
+    assert book.finish(Unit(1, "b", 0), ok(0.9, 0.5, trial="t1")) == [1, 2]
+    assert (book.complete, book.measured) == (3, 3)  # proposals 0, 1 and 4; 2 and 3 repeat 1 and 0
 
 
 def test_a_restarted_duplicate_whose_unit_is_gone_fails_as_stale():
