@@ -33,8 +33,8 @@ from torch import nn
 from samprivacy.errors import ConfigError, TrainingDiverged
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.stacked_optim import StackedOptimizer, per_model
-from samprivacy.learn.train import (SCHEDULES, TrainConfig, TrainResult, _swa_start_epoch, resolve_augment,
-                                    resolve_device)
+from samprivacy.learn.train import (SCHEDULES, TrainConfig, TrainResult, resolve_augment, resolve_device,
+                                    swa_schedule)
 
 ACTIVATIONS: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}
 
@@ -194,8 +194,9 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
     x_val, y_val = (t.to(device) for t in dataset.subset("val"))
     optimizer = StackedOptimizer(net.params, config)
     scheduler = SCHEDULES[config.schedule](optimizer.holder, config.epochs)
-    swa_from = _swa_start_epoch(config)
-    swa = [p.detach().clone() for p in net.params] if swa_from is not None else None
+    schedule = swa_schedule(config)
+    swa_from = schedule[0] if schedule is not None else None
+    swa = [p.detach().clone() for p in net.params] if schedule is not None else None
 
     state: dict[str, Any] = dict(epoch=0, swa_averaged=0, best_val_acc=[-1.0] * k_models, best_epoch=[0] * k_models,
                  history=[[] for _ in range(k_models)])
@@ -221,37 +222,46 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         epoch_start = time.perf_counter()
         averaging = swa_from is not None and epoch >= swa_from
-        if averaging:  # SWA: a constant learning rate while weights are averaged
-            optimizer.group["lr"] = config.swa_lr if config.swa_lr is not None else config.lr / 2
+        if averaging and schedule is not None:  # SWA: a constant learning rate while weights are averaged
+            optimizer.group["lr"] = schedule[1]
         # each model's own order: the generator `train` seeds for (its seed, epoch)
         order = [p[torch.randperm(len(p), generator=torch.Generator().manual_seed(s * 100_003 + epoch))]
                  for p, s in zip(positions, seeds)]
         batches = _batches(order, config.batch_size)  # (steps, K, B)
         counts = (batches >= 0).sum(2)  # (steps, K) rows per model and step, known without a device sync
         everyone = (counts > 0).all(1).tolist()
+        whole = (counts == config.batch_size).all(1).tolist()  # every model a whole batch: nothing to mask
         index = batches.clamp(min=0).to(device)
         masks, counts = (batches >= 0).to(device), counts.to(device)
         loss_sum = torch.zeros(k_models, device=device)
         correct = torch.zeros(k_models, device=device, dtype=torch.long)
         for step in range(len(batches)):
             # gathered step by step, as `train` does: memory stays at one batch per model, not an epoch per model
-            xb = x_rows.index_select(0, index[step].flatten()).view(*index.shape[1:], *x_rows.shape[1:])
-            yb, mask, count = y_rows[index[step]], masks[step], counts[step]
+            rows_at = index[step].flatten()
+            xb = x_rows.index_select(0, rows_at).view(*index.shape[1:], *x_rows.shape[1:])
+            yb = y_rows.index_select(0, rows_at).view(index.shape[1:])
+            mask, count, masked = masks[step], counts[step], not whole[step]
             first: list[torch.Tensor] = []
 
             def closure() -> torch.Tensor:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = net(xb)
-                ce = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(mask.shape)
-                losses = (ce * mask).sum(1) / count.clamp(min=1)  # each model's mean over its own batch
+                ce = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape)
+                # each model's mean over its own batch
+                losses = (ce * mask).sum(1) / count.clamp(min=1) if masked else ce.mean(1)
                 losses.sum().backward()
                 if not first:
                     first.append(logits.detach())
                 return losses.detach()
 
             losses = optimizer.step(closure, None if everyone[step] else count > 0)
-            loss_sum += losses * count
-            correct += ((first[0].argmax(-1) == yb) & mask).sum(1)
+            hits = first[0].argmax(-1) == yb
+            if masked:
+                loss_sum += losses * count
+                correct += (hits & mask).sum(1)
+            else:
+                loss_sum += losses * config.batch_size
+                correct += hits.sum(1)
         train_loss = (loss_sum / sizes).tolist()
         for loss in train_loss:
             if not math.isfinite(loss):
@@ -288,8 +298,11 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
     own = torch.full((k_models, int(sizes.max())), -1, dtype=torch.long)  # model k's training rows, padded
     for k, p in enumerate(positions):
         own[k, :len(p)] = p
-    splits = (("train", x_rows, y_rows, own.to(device)), ("val", x_val, y_val, None), ("test", x_test, y_test, None))
+    splits = (("train", x_rows, y_rows, own.to(device)), ("test", x_test, y_test, None)) + (
+        (("val", x_val, y_val, None),) if swa is not None else ())
     accuracy = {name: _evaluate(net, x, y, amp, final, index)[1] for name, x, y, index in splits}
+    if swa is None:  # the best weights' validation accuracy: measured when they were the live weights
+        accuracy["val"] = list(state["best_val_acc"])
     seconds = (time.perf_counter() - start) / k_models
     return [TrainResult(model=model, best_epoch=best_epochs[k], history=copy.deepcopy(state["history"][k]),
                         train_acc=accuracy["train"][k], val_acc=accuracy["val"][k], test_acc=accuracy["test"][k],

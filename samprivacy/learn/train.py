@@ -206,13 +206,15 @@ def train_epoch(model: nn.Module, optimizer: SharpnessAware, x: torch.Tensor, y:
     return loss_sum, correct
 
 
-def _swa_start_epoch(config: TrainConfig) -> int | None:
-    """The first epoch whose weights SWA averages, or None without SWA."""
+def swa_schedule(config: TrainConfig) -> tuple[int, float] | None:
+    """SWA's first averaged epoch and the constant learning rate while it averages (swa_lr, else the preset's
+    share of lr), or None without SWA. One definition for `train` and the stacked trainer."""
     preset = catalog.OPTIMIZERS[config.optimizer].preset
     if not preset.get("averaged"):
         return None
     fraction = preset["swa_start"] if config.swa_start is None else config.swa_start
-    return min(config.epochs, math.floor(fraction * config.epochs) + 1)
+    lr = config.swa_lr if config.swa_lr is not None else config.lr * preset["swa_lr_scale"]
+    return min(config.epochs, math.floor(fraction * config.epochs) + 1), lr
 
 
 def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
@@ -252,7 +254,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
         weight_decay=config.weight_decay, rho=config.rho, lam=config.lam, xi=config.xi)
     scheduler = SCHEDULES[config.schedule](optimizer, config.epochs)
     augment = resolve_augment(config.augment, dataset.feature_kind)
-    swa_from = _swa_start_epoch(config)
+    swa = swa_schedule(config)
+    swa_from = swa[0] if swa is not None else None
     swa_model = torch.optim.swa_utils.AveragedModel(model) if swa_from is not None else None
     private = dp.DPTraining.attach(
         model, optimizer.base_optimizer, x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
@@ -287,10 +290,9 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *,
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         epoch_start = time.perf_counter()
         averaging = swa_from is not None and epoch >= swa_from
-        if averaging:  # SWA: a constant learning rate while weights are averaged
+        if averaging and swa is not None:  # SWA: a constant learning rate while weights are averaged
             for group in optimizer.param_groups:
-                group["lr"] = config.swa_lr if config.swa_lr is not None else (
-                    config.lr * catalog.OPTIMIZERS[config.optimizer].preset["swa_lr_scale"])
+                group["lr"] = swa[1]
         model.train()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         if private is not None:  # DP: Opacus's Poisson batches, clipping and noise
