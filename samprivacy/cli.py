@@ -252,16 +252,18 @@ def _print_sweep_outcome(outcome: dict) -> None:
     if status.get("stop_reason"):
         out.print(f"[yellow]ended early:[/] {escape(status['stop_reason'])}")
     _print_front(report, files=False)  # the plots people read are the report's (configuration means)
-    uri = outcome["mlflow_uri"]
-    out.print(f"MLflow: summary run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}")
-    workdir = status["workdir"]
+    # paths, addresses and commands to copy: whole on their lines (soft_wrap: the terminal wraps for the eye)
+    uri, workdir = outcome["mlflow_uri"], status["workdir"]
+    lines = [f"MLflow: summary run {outcome['parent_run_id']} in experiment {outcome['experiment_id']} at {uri}"]
     if outcome.get("report_dir"):
-        out.print(f"plots, front and Table 1/2: {outcome['report_dir']}   (tables: samprivacy report {status['name']})")
+        lines.append(f"plots, front and Table 1/2: {outcome['report_dir']}   (tables: samprivacy report {status['name']})")
     if uri.startswith(("http://", "https://")):
-        out.print(f"open the sweep in MLflow:  {uri.rstrip('/')}/{outcome['ui_path']}")
+        lines.append(f"open the sweep in MLflow:  {uri.rstrip('/')}/{outcome['ui_path']}")
     else:
-        out.print(f"open the UI:  samprivacy ui --workdir {workdir}   (it prints the sweep's address; the front is "
-                  f"in the experiment's description, one click on its expand button)")
+        lines.append(f"open the UI:  samprivacy ui --workdir {workdir}   (it prints the sweep's address; the front is "
+                     f"in the experiment's description, one click on its expand button)")
+    for line in lines:
+        out.print(escape(line), soft_wrap=True)
 
 
 def front_configuration(row: dict) -> tuple[str, str]:
@@ -301,7 +303,7 @@ def _print_front(report: dict, files: bool = True) -> None:
     if report.get("hypervolume") is not None:
         out.print(f"hypervolume {report['hypervolume']:.4f} (reference {report.get('reference')})")
     for kind, path in report.get("files", {}).items() if files else ():
-        out.print(f"{kind}: {path}")
+        out.print(escape(f"{kind}: {path}"), soft_wrap=True)  # a path to copy: whole on its line
 
 
 def _run_with_progress(total: int, call: Callable[[Callable[[dict], None]], dict]) -> dict:
@@ -542,7 +544,7 @@ def cmd_memorization(args: argparse.Namespace) -> int:
         if o["singleton_auc"] is not None:
             out.print(f"{name}: memorization ranks the planted singletons with AUC {o['singleton_auc']:.3f}")
     for kind, path in outcome.files.items():
-        out.print(f"{kind}: {path}")
+        out.print(escape(f"{kind}: {path}"), soft_wrap=True)  # a path to copy: whole on its line
     out.print(f"MLflow: run {outcome.run_id} at {outcome.mlflow_uri}")
     return 0
 
@@ -597,19 +599,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except SamprivacyError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")  # messages hold paths like [/tmp/x]: not markup
-        return 2
+        return _say_error(str(exc), 2)
     except TrainingDiverged as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
-        return 3
+        return _say_error(str(exc), 3)
     except OSError as exc:  # e.g. --json names a directory, or a folder we may not write to
         where = exc.filename2 or exc.filename  # os.replace(tmp, path): filename2 is the path the user gave
-        detail = f"{exc.strerror}: {where}" if where and exc.strerror else str(exc)
-        console.print(f"[red]error:[/] {escape(detail)}")
-        return 2
+        return _say_error(f"{exc.strerror}: {where}" if where and exc.strerror else str(exc), 2)
     except KeyboardInterrupt as exc:
-        console.print(f"[yellow]{escape(str(exc) or 'interrupted')}[/]")
-        return 130
+        return _say_error(str(exc) or "interrupted", 130, "[yellow]{}[/]")
+
+
+def _say_error(message: str, code: int, form: str = "[red]error:[/] {}") -> int:
+    """One message on stderr, returning the exit code. Not markup (messages hold paths like [/tmp/x]), and not
+    wrapped by us: a message often ends in a command to copy (`samprivacy resume NAME --workdir PATH`), which
+    line breaks at the console's width would cut in two; the terminal wraps it for the eye only."""
+    console.print(form.format(escape(message)), soft_wrap=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -39,6 +39,14 @@ def test_one_table_in_a_format(workdir, capsys, table, fmt, expect):
     assert out.startswith(expect) and ("Table 2" in out) == (table == "2" and fmt != "csv")
 
 
+def test_an_error_is_one_line_however_long_its_paths(tmp_path, capsys):
+    """Error messages are not wrapped at the console's width: a path or a command in them stays whole to copy."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 6) / "workdir"
+    assert main(["report", "nothing", "--workdir", str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.rstrip("\n").splitlines()) == 1 and str(deep) in err
+
+
 def test_errors_name_the_fix(tmp_path, capsys):
     assert main(["report", "nothing", "--workdir", str(tmp_path)]) == 2
     assert "start it with `samprivacy run SPEC`" in capsys.readouterr().err

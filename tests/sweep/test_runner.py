@@ -93,7 +93,8 @@ def test_a_sweep_leaves_one_parent_and_one_child_per_trial(tmp_path, capsys):
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(json.dumps(TINY))
     assert main(["run", str(spec_file), "--workdir", str(tmp_path)]) == 2
-    assert "samprivacy resume tiny" in capsys.readouterr().err
+    # the way out, whole on one line to copy, however long the workdir's path (messages are not wrapped)
+    assert f"samprivacy resume tiny --workdir {tmp_path}`" in capsys.readouterr().err
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
