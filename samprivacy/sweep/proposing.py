@@ -56,6 +56,10 @@ class Proposer:
         self.ended: list[Ended] = []  # since the last snapshot
         self.recorded: list[Ended] = []  # recorded by the last snapshot
         self.due: list[Ended] = []  # on storage: Optuna may hear them
+        # heard of but not by Optuna: ends of units whose own proposal is still open (its other seeds train). They
+        # stay in every snapshot until Optuna holds them (with the proposal's `units`), or a restart would train
+        # them again.
+        self.held: list[Ended] = []
         self._rebuild(restored.get("live", {}), restored.get("ended", []))
 
     def _rebuild(self, live: dict[str, tuple[int, int]], ended: list) -> None:
@@ -78,15 +82,19 @@ class Proposer:
             self.params[proposal.number] = params
             # recorded a duplicate: one still; otherwise decided again (measured unless it trains nothing of its
             # own: a driver killed before a duplicate's record leaves no trace of that decision)
-            _, new = self._take(proposal.number, proposal.config_id, proposal.seeds,
-                                duplicate=True if proposal.duplicate_of is not None else None,
-                                duplicate_of=proposal.duplicate_of, outcomes=known[proposal.number])
+            taken, new = self._take(proposal.number, proposal.config_id, proposal.seeds,
+                                    duplicate=True if proposal.duplicate_of is not None else None,
+                                    duplicate_of=proposal.duplicate_of, outcomes=known[proposal.number])
+            if proposal.duplicate_of is None and taken.duplicate_of is not None and not taken.done:
+                # decided a waiting duplicate again: record it, as _propose does, before another kill can forget
+                self.handle.set_user_attr(proposal.number, ATTR_DUPLICATE_OF, taken.duplicate_of)
             for unit in new:  # an earlier attempt's run: finished (the trial settles at once) or to continue
                 if self.tracker is not None and (run := self.tracker.unit_run(unit.config_id, unit.seed)):
                     self.reuse[unit.key] = run
 
     def snapshot(self) -> Snapshot:
-        ended = [(tid, u.proposal, u.seed, o.values, o.reason) for tid, u, o, _ in self.due + self.recorded + self.ended]
+        ended = [(tid, u.proposal, u.seed, o.values, o.reason)
+                 for tid, u, o, _ in self.held + self.due + self.recorded + self.ended]
         return {"live": {tid: (u.proposal, u.seed) for tid, u in self.live.items()}, "ended": ended}
 
     def snapshot_saved(self) -> None:
@@ -130,6 +138,8 @@ class Proposer:
         for *_, done in due:
             for number in done:
                 self._tell(self.book.close(number))
+        if due or self.held:
+            self.held = [e for e in self.held + due if self.book.is_open(e[1].proposal)]
 
     def flush(self) -> None:
         """Tell Optuna everything that ended: call once Tune has returned (its final snapshot is on storage)."""

@@ -201,6 +201,10 @@ class Book:
                 done.append(number)
         return done
 
+    def is_open(self, number: int) -> bool:
+        """Whether proposal `number` is registered and Optuna is not yet being told it."""
+        return number in self._open
+
     def close(self, number: int) -> Proposal:
         """A done proposal leaves the book's open ones (Optuna is being told)."""
         return self._open.pop(number)

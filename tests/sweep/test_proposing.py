@@ -1,0 +1,87 @@
+"""The driver's proposal book against a real Optuna study (SQLite, no Ray, no MLflow): what a restarted driver
+rebuilds from the study and the searcher's snapshot, whatever moment the previous driver died at."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from samprivacy.spec import parse_spec
+from samprivacy.sweep.proposing import Proposer
+from samprivacy.sweep.trial import SweepContext
+
+OK = {"test_acc": 0.8, "attack_acc": 0.55}
+
+
+def context(**changes) -> SweepContext:
+    spec = {"name": "book", "datasets": ["digits"], "optimizers": {"sgd": {}},
+            "train": {"epochs": 1, "lr": {"low": 0.01, "high": 0.1}},
+            "attacks": ["loss"], "trials": 4, "max_concurrent": 2, "sampler": {"name": "random", "seed": 0}} | changes
+    return SweepContext(parse_spec(spec), mlflow_uri=None, parent_run_id=None, data_root=None)
+
+
+def trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="book", storage=url).get_trials(deepcopy=False)
+
+
+@pytest.fixture
+def url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/optuna.db"
+
+
+def test_a_seed_that_ended_while_its_configuration_s_other_seeds_train_is_kept_across_snapshots(url):
+    """repeats 2: seed 0 ends, seed 1 still trains. Optuna hears neither until both end, so the searcher's
+    snapshots must keep seed 0's end however many pass; a driver restored from the last one must not train it
+    again."""
+    ctx = context(repeats=2, seeds=[0, 1], trials=2)
+    book = Proposer(ctx, url, {})
+    first, second = book.next_unit("t0"), book.next_unit("t1")
+    assert (first["optuna_trial"], first["seed"]) == (0, 0) and (second["optuna_trial"], second["seed"]) == (0, 1)
+    book.finish("t0", OK, error=False)
+    for _ in range(3):  # snapshots pass; each later call tells Optuna what is due
+        book.snapshot_saved()
+        book.tell_due()
+    snapshot = book.snapshot()
+    assert [(e[0], e[1], e[2]) for e in snapshot["ended"]] == [("t0", 0, 0)]
+    assert snapshot["live"] == {"t1": (0, 1)}
+    assert trials(url)[0].state == optuna.trial.TrialState.RUNNING  # not told: seed 1 has not ended
+
+    restarted = Proposer(ctx, url, snapshot)  # Tune restores t1; t0 ended
+    unit = restarted.next_unit("t2")
+    assert (unit["optuna_trial"], unit["seed"]) == (1, 0)  # the next proposal's, not proposal 0's seed 0 again
+    restarted.finish("t1", OK, error=False)
+    restarted.flush()
+    told = trials(url)[0]
+    assert told.state == optuna.trial.TrialState.COMPLETE
+    assert {s: u["trial"] for s, u in told.user_attrs["units"].items()} == {"0": "t0", "1": "t1"}
+    assert restarted.snapshot()["ended"] == []  # told: nothing held any longer
+
+
+def test_a_duplicate_decided_again_by_a_restart_is_recorded_so_a_second_kill_keeps_it(url):
+    """The first driver dies after a duplicate's parameters and before its `duplicate_of`; the restart decides
+    it is a duplicate again and records it. If the unit it waits for then fails and the driver dies again, the
+    duplicate fails with it (stale) instead of becoming a measurement of its own."""
+    ctx = context(seeds=[0], trials=2, train={"epochs": 1, "lr": {"choices": [0.05, 0.1]}})
+    book = Proposer(ctx, url, {})
+    for _ in range(2):  # the sampler proposes one configuration twice
+        book.study.enqueue_trial({"lr": 0.05})
+    assert book.next_unit("t0")["optuna_trial"] == 0
+
+    def killed(*args, **kwargs):
+        raise SystemExit("killed")
+    book.book.propose = killed  # the driver dies once the second proposal's parameters are on storage
+    with pytest.raises(SystemExit):
+        book.next_unit("t1")
+    asked = trials(url)
+    assert len(asked) == 2 and asked[1].params == asked[0].params and "duplicate_of" not in asked[1].user_attrs
+
+    restarted = Proposer(ctx, url, {"live": {"t0": (0, 0)}, "ended": []})  # Tune restores t0, still training
+    assert trials(url)[1].user_attrs.get("duplicate_of") == 0  # decided a duplicate again, and recorded
+    assert (restarted.progress()["duplicates"], restarted.progress()["waiting"]) == (1, 1)
+    restarted.finish("t0", None, error=True)  # the unit it waits for fails; a snapshot records that; killed
+    again = Proposer(ctx, url, restarted.snapshot())
+    assert not again.queue  # nothing trains for the duplicate
+    progress = again.progress()
+    assert (progress["failed"], progress["duplicates"], progress["proposals"]) == (1, 1, 2)
+    told = trials(url)
+    assert [t.state for t in told] == [optuna.trial.TrialState.FAIL] * 2 and told[1].user_attrs["duplicate_of"] == 0
