@@ -1,9 +1,11 @@
 """`samprivacy memorization SPEC`: the spec's optimizers' populations trained as one Ray job, then the
 memorization report (report.memorization) logged to MLflow and returned.
 
-Every model of every population is one Ray task (the spec's per-trial resources), so the optimizers train in
-parallel on whatever the cluster has. Each finished model's record is saved under
-<workdir>/memorization/<optimizer>/model-<k>.pt as it arrives: a run interrupted mid-way continues from the
+The populations train as Ray tasks (the spec's per-trial resources each), so the optimizers train in parallel
+on whatever the cluster has. A task trains a stack of models as one stacked model where the architecture allows
+(FC and MLP: pipeline.members.stack_models), otherwise one model; stacks are cut small enough that every task
+slot of the cluster gets one. Each finished model's record is saved under
+<workdir>/memorization/<optimizer>/model-<k>.pt as its task ends: a run interrupted mid-way continues from the
 models already trained. All populations share one membership plan (same pool, same IN/OUT matrix, same
 per-model seeds), so their per-example statistics are directly comparable.
 """
@@ -25,7 +27,8 @@ from samprivacy.files import save_torch_atomic, write_json_atomic
 from samprivacy.learn.population import PopulationPlan, PopulationStats, default_queries
 from samprivacy.pipeline import load_data
 from samprivacy.pipeline.setup import population_pool
-from samprivacy.pipeline.members import ModelRecord, train_member
+from samprivacy.pipeline.members import (ModelRecord, stack_models, stacks_of, train_member,
+                                         train_members_stacked)
 from samprivacy.report.memorization import (MemorizationReport, bucket_rows, memorization_report,
                                             plot_buckets, plot_memorization, summary_rows)
 from samprivacy.spec import ResolvedStorage, SweepSpec, TrialConfig
@@ -66,10 +69,24 @@ def optimizer_configs(spec: SweepSpec) -> dict[str, TrialConfig]:
 
 
 @ray.remote
-def _train_member_task(config: TrialConfig, plan: PopulationPlan, k: int, queries: int, threads: int) -> dict:
+def _train_members_task(config: TrialConfig, plan: PopulationPlan, members: list[int], queries: int,
+                        threads: int) -> dict[int, dict]:
+    """Models `members` of the plan, one stacked model when there are several; each model's record state."""
     torch.set_num_threads(threads)
     dataset = load_data(config)
-    return train_member(config, dataset, plan, k, queries).to_state(keep_roc=False)
+    records = (train_members_stacked(config, dataset, plan, members, queries) if len(members) > 1 else
+               {members[0]: train_member(config, dataset, plan, members[0], queries)})
+    return {k: record.to_state(keep_roc=False) for k, record in records.items()}
+
+
+def task_stacks(pending: dict[str, list[int]], largest: dict[str, int], slots: int) -> list[tuple[str, list[int]]]:
+    """The tasks of the pending models (optimizer -> model numbers): each optimizer's models in stacks of at most
+    `largest[optimizer]` (1: one at a time), cut smaller while the tasks are fewer than the cluster's `slots`, so
+    stacking never leaves a CPU idle that one-model tasks would have used."""
+    total = sum(len(ks) for ks in pending.values())
+    share = max(1, math.ceil(total / max(slots, 1)))
+    return [(name, members) for name, ks in pending.items()
+            for members in stacks_of(ks, max(1, min(largest[name], share)))]
 
 
 def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, reference: str | None = None,
@@ -98,7 +115,7 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
     queries = population.queries or default_queries(dataset.feature_kind)
 
     records: dict[str, dict[int, ModelRecord]] = {name: {} for name in configs}
-    pending = []
+    pending: dict[str, list[int]] = {name: [] for name in configs}
     for name in configs:
         (folder / name).mkdir(parents=True, exist_ok=True)
         for k in range(plan.models):
@@ -110,25 +127,31 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
                                       f"population size); delete {folder} to train the populations afresh")
                 records[name][k] = ModelRecord.from_state(state)
             else:
-                pending.append((name, k))
-    if on_progress is not None and not pending:
+                pending[name].append(k)
+    total = sum(len(ks) for ks in pending.values())
+    if on_progress is not None and not total:
         on_progress({"done": 0, "total": 0, "seconds": 0.0})  # everything was on disk already
-    if pending:
+    if total:
         start_ray(None)
         threads = max(1, math.floor(spec.resources.cpu))
-        task = _train_member_task.options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
+        slots = math.floor(ray.cluster_resources().get("CPU", 1) / spec.resources.cpu) if spec.resources.cpu else 1
+        if spec.resources.gpu:
+            slots = min(slots, math.floor(ray.cluster_resources().get("GPU", 0) / spec.resources.gpu))
+        largest = {name: stack_models(configs[name], dataset) for name in configs}
+        task = _train_members_task.options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
         plan_ref = ray.put(plan)
-        futures = {task.remote(configs[name], plan_ref, k, queries, threads): (name, k) for name, k in pending}
-        total, done, started = len(futures), 0, time.monotonic()
+        futures = {task.remote(configs[name], plan_ref, members, queries, threads): name
+                   for name, members in task_stacks(pending, largest, slots)}
+        done, started = 0, time.monotonic()
         if on_progress is not None:
             on_progress({"done": 0, "total": total, "seconds": 0.0})
         while futures:
             ready, _ = ray.wait(list(futures), num_returns=1)
-            name, k = futures.pop(ready[0])
-            state = ray.get(ready[0])
-            save_torch_atomic({**state, "fingerprint": plan.fingerprint()}, folder / name / f"model-{k:04d}.pt")
-            records[name][k] = ModelRecord.from_state(state)
-            done += 1
+            name = futures.pop(ready[0])
+            for k, state in ray.get(ready[0]).items():
+                save_torch_atomic({**state, "fingerprint": plan.fingerprint()}, folder / name / f"model-{k:04d}.pt")
+                records[name][k] = ModelRecord.from_state(state)
+                done += 1
             if on_progress is not None:
                 on_progress({"done": done, "total": total, "seconds": time.monotonic() - started})
     populations = {name: PopulationStats.stack(plan.keep, [recs[k].stats for k in range(plan.models)])
