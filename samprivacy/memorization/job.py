@@ -3,8 +3,8 @@ memorization report (report.memorization) logged to MLflow and returned.
 
 The populations train as Ray tasks (the spec's per-trial resources each), so the optimizers train in parallel
 on whatever the cluster has. A task trains a stack of models as one stacked model where the architecture allows
-(FC and MLP: pipeline.members.stack_models), otherwise one model; stacks are cut small enough that every task
-slot of the cluster gets one. Each finished model's record is saved under
+(FC and MLP: pipeline.members.stack_models), otherwise one model; stacks hold at most TASK_MODELS models and
+are cut so that there are about as many tasks as the cluster has task slots. Each finished model's record is saved under
 <workdir>/memorization/<optimizer>/model-<k>.pt as its task ends: a run interrupted mid-way continues from the
 models already trained. All populations share one membership plan (same pool, same IN/OUT matrix, same
 per-model seeds), so their per-example statistics are directly comparable.
@@ -79,14 +79,27 @@ def _train_members_task(config: TrialConfig, plan: PopulationPlan, members: list
     return {k: record.to_state(keep_roc=False) for k, record in records.items()}
 
 
+# A task's models are saved when the task ends: a job interrupted loses at most this many per busy slot. 16 small
+# models in a stack already cost a few single trainings (docs/performance.md); larger stacks save little more.
+TASK_MODELS = 16
+
+
 def task_stacks(pending: dict[str, list[int]], largest: dict[str, int], slots: int) -> list[tuple[str, list[int]]]:
     """The tasks of the pending models (optimizer -> model numbers): each optimizer's models in stacks of at most
-    `largest[optimizer]` (1: one at a time), cut smaller while the tasks are fewer than the cluster's `slots`, so
-    stacking never leaves a CPU idle that one-model tasks would have used."""
+    `largest[optimizer]` (1: one at a time), TASK_MODELS, and ceil(models / slots), so that there are about as
+    many tasks as the cluster has task slots (never fewer while there are models enough)."""
     total = sum(len(ks) for ks in pending.values())
     share = max(1, math.ceil(total / max(slots, 1)))
     return [(name, members) for name, ks in pending.items()
-            for members in stacks_of(ks, max(1, min(largest[name], share)))]
+            for members in stacks_of(ks, max(1, min(largest[name], share, TASK_MODELS)))]
+
+
+def task_slots(resources: dict[str, float], cpu: float, gpu: float) -> int:
+    """How many tasks asking for `cpu` CPUs and `gpu` GPUs the cluster's `resources` run at once (at least 1)."""
+    slots = math.floor(resources.get("CPU", 1) / cpu + 1e-9)
+    if gpu:
+        slots = min(slots, math.floor(resources.get("GPU", 0) / gpu + 1e-9))
+    return max(1, slots)
 
 
 def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, reference: str | None = None,
@@ -134,9 +147,7 @@ def run_memorization(spec: SweepSpec, *, workdir: str | Path | None = None, refe
     if total:
         start_ray(None)
         threads = max(1, math.floor(spec.resources.cpu))
-        slots = math.floor(ray.cluster_resources().get("CPU", 1) / spec.resources.cpu) if spec.resources.cpu else 1
-        if spec.resources.gpu:
-            slots = min(slots, math.floor(ray.cluster_resources().get("GPU", 0) / spec.resources.gpu))
+        slots = task_slots(ray.cluster_resources(), spec.resources.cpu, spec.resources.gpu)
         largest = {name: stack_models(configs[name], dataset) for name in configs}
         task = _train_members_task.options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
         plan_ref = ray.put(plan)

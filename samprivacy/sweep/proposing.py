@@ -91,6 +91,11 @@ class Proposer:
             for unit in new:  # an earlier attempt's run: finished (the trial settles at once) or to continue
                 if self.tracker is not None and (run := self.tracker.unit_run(unit.config_id, unit.seed)):
                     self.reuse[unit.key] = run
+        # the snapshot's ends of proposals still open: carried on in this driver's snapshots until Optuna holds them
+        self.held = [(trial_id, Unit(number, open_[number].config_id, seed),
+                      Outcome(None if values is None else tuple(values), reason, trial_id), [])
+                     for trial_id, number, seed, values, reason in ended
+                     if number in open_ and self.book.is_open(number)]
 
     def snapshot(self) -> Snapshot:
         ended = [(tid, u.proposal, u.seed, o.values, o.reason)

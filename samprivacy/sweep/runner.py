@@ -161,7 +161,10 @@ def _execute(sweep: Sweep, spec_file: str | Path | None, on_progress: Progress |
                 watch.search.flush()  # Tune's final snapshot of this experiment is on storage
             _stop_if_interrupted(spec, grid)
             segment += 1
-        search = SweepSearch(ctx, sweep.storage.optuna_url, SEGMENT_TRIALS)
+        # after restored segments, the last one's book goes on (what it holds in memory and snapshots, e.g. the
+        # ends of seeds whose configuration is still open, is not in the study)
+        search = (watch.search.next_segment() if watch.search is not None
+                  else SweepSearch(ctx, sweep.storage.optuna_url, SEGMENT_TRIALS))
         while search.has_work():
             tuner = tune.Tuner(
                 trainable,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from samprivacy.memorization.job import task_stacks
+from samprivacy.memorization.job import TASK_MODELS, task_slots, task_stacks
 
 
 def test_models_stack_up_to_the_architecture_s_limit_when_the_cluster_is_full_anyway():
@@ -21,3 +21,16 @@ def test_what_cannot_stack_is_one_model_per_task_and_a_resumed_run_stacks_only_w
     tasks = task_stacks({"cnn": [0, 1, 2], "mlp": [5, 9, 11]}, {"cnn": 1, "mlp": 16}, slots=1)
     assert tasks == [("cnn", [0]), ("cnn", [1]), ("cnn", [2]), ("mlp", [5, 9, 11])]
     assert task_stacks({"mlp": []}, {"mlp": 16}, slots=2) == []
+
+
+def test_a_task_holds_at_most_task_models_so_an_interruption_loses_little():
+    tasks = task_stacks({"sgd": list(range(64))}, {"sgd": 300}, slots=1)
+    assert [len(members) for _, members in tasks] == [TASK_MODELS] * (64 // TASK_MODELS)
+
+
+def test_task_slots_count_what_the_cluster_runs_at_once():
+    assert task_slots({"CPU": 2.0}, cpu=1, gpu=0) == 2
+    assert task_slots({"CPU": 2.0}, cpu=0.5, gpu=0) == 4
+    assert task_slots({"CPU": 16.0, "GPU": 3.0}, cpu=1, gpu=0.1) == 16  # 3 / 0.1 is 29.999...: 30 GPU slots
+    assert task_slots({"CPU": 64.0, "GPU": 3.0}, cpu=1, gpu=0.1) == 30
+    assert task_slots({"CPU": 1.0}, cpu=4, gpu=0) == 1  # (join_cluster refuses such a spec before; never 0)

@@ -49,6 +49,12 @@ def test_a_seed_that_ended_while_its_configuration_s_other_seeds_train_is_kept_a
     restarted = Proposer(ctx, url, snapshot)  # Tune restores t1; t0 ended
     unit = restarted.next_unit("t2")
     assert (unit["optuna_trial"], unit["seed"]) == (1, 0)  # the next proposal's, not proposal 0's seed 0 again
+    for _ in range(3):  # the restarted driver carries t0's end on, so a second kill would not lose it either
+        restarted.snapshot_saved()
+        restarted.tell_due()
+    assert [(e[0], e[1], e[2]) for e in restarted.snapshot()["ended"]] == [("t0", 0, 0)]
+    again = Proposer(ctx, url, restarted.snapshot())
+    assert [(u.proposal, u.seed) for u in again.queue] == [(1, 1)]  # proposal 1's other seed; nothing of 0's
     restarted.finish("t1", OK, error=False)
     restarted.flush()
     told = trials(url)[0]
