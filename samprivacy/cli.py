@@ -349,8 +349,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return 0
-    out.print(f"sweep [bold]{status['name']}[/] in {status['workdir']}: {status['complete']}/{status['budget']} "
-              f"complete  {_counts(status)}  ({status['proposals']} proposals)")
+    out.print(f"sweep [bold]{status['name']}[/] in {escape(str(status['workdir']))}: {status['complete']}/"
+              f"{status['budget']} complete  {_counts(status)}  ({status['proposals']} proposals)", soft_wrap=True)
     if not status["driver"]:
         out.print("no driver is running it now (resume it with  samprivacy resume NAME  if it stopped early)"
                   if status["complete"] + status["failed"] < status["budget"] and not status["stop_reason"] else
@@ -480,10 +480,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from samprivacy.ops.ui import experiment_url, ui_command
 
     command = ui_command(args.workdir, args.name, host=args.host, port=args.port)
-    out.print(f"MLflow UI for {escape(str(command.workdir))}: [bold]{command.url}[/]  (Ctrl-C stops it)")
+    out.print(f"MLflow UI for {escape(str(command.workdir))}: [bold]{command.url}[/]  (Ctrl-C stops it)",
+              soft_wrap=True)  # the address whole, to open
     sweep_page = experiment_url(command, args.name)
     if sweep_page:
-        out.print(f"the sweep's trials and Pareto front: [bold]{escape(sweep_page)}[/]")
+        out.print(f"the sweep's trials and Pareto front: [bold]{escape(sweep_page)}[/]", soft_wrap=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] listening on {args.host}: anyone who can reach it can read and write "
                       "the runs (MLflow's UI has no login)")
@@ -545,7 +546,7 @@ def cmd_memorization(args: argparse.Namespace) -> int:
             out.print(f"{name}: memorization ranks the planted singletons with AUC {o['singleton_auc']:.3f}")
     for kind, path in outcome.files.items():
         out.print(escape(f"{kind}: {path}"), soft_wrap=True)  # a path to copy: whole on its line
-    out.print(f"MLflow: run {outcome.run_id} at {outcome.mlflow_uri}")
+    out.print(escape(f"MLflow: run {outcome.run_id} at {outcome.mlflow_uri}"), soft_wrap=True)  # whole, to copy
     return 0
 
 
