@@ -6,7 +6,7 @@ tables) and the CLI (help texts, `samprivacy catalog`) all read this module, so 
 optimizer is one entry here plus its implementation:
 
     an optimizer   an entry in OPTIMIZERS (its preset and the parameters a user may set); learn.optim reads it
-    a dataset      an entry in DATASETS naming its loader ("module:function"); learn.data imports it lazily
+    a dataset      an entry in DATASETS naming its reader ("module:function"); learn.data imports it lazily
     a model        an entry in MODELS naming its builder; learn.models reads it
     an attack      an entry in ATTACKS naming its family (how audit/ runs it) and its options
     a metric       a trial reports every attack's ATTACK_MEASURES; objective_metrics() lists what a spec may use
@@ -71,7 +71,7 @@ def misplaced_param(optimizer: str, param: str) -> str | None:
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    loader: str  # "module:function" returning a learn.data.Dataset
+    reader: str  # "module:function" returning a learn.data.DatasetArrays (numpy: no torch import)
     summary: str
     default_model: tuple[str, tuple[int, ...] | None]  # (model name, hidden sizes) unless the user names one
 
@@ -79,20 +79,20 @@ class DatasetEntry:
 PAPER_FC_HIDDEN = (1024, 512, 256)  # Tang et al. (SELENA) and the paper; SELENA's code adds a 128-unit layer
 _DATA = "samprivacy.learn.data"
 DATASETS: dict[str, DatasetEntry] = {
-    "digits": DatasetEntry(f"{_DATA}.digits:load_digits",
+    "digits": DatasetEntry(f"{_DATA}.digits:read_digits",
                            "scikit-learn's bundled 8x8 digits (ships with the package)", ("fc", (256, 128))),
-    "longtail": DatasetEntry(f"{_DATA}.longtail:load_longtail",
+    "longtail": DatasetEntry(f"{_DATA}.longtail:read_longtail",
                              "a generated long-tailed mixture with planted singletons (Feldman 2020)",
                              ("fc", (256, 128))),
-    "purchase100": DatasetEntry(f"{_DATA}.purchase:load_purchase100",
+    "purchase100": DatasetEntry(f"{_DATA}.purchase:read_purchase100",
                                 "Purchase-100 (600 binary features, 100 classes), files at data_root",
                                 ("fc", PAPER_FC_HIDDEN)),
-    "texas100": DatasetEntry(f"{_DATA}.texas:load_texas100",
+    "texas100": DatasetEntry(f"{_DATA}.texas:read_texas100",
                              "Texas-100 (6,169 binary features, 100 classes), files at data_root",
                              ("fc", PAPER_FC_HIDDEN)),
-    "cifar10": DatasetEntry(f"{_DATA}.cifar:load_cifar10", "CIFAR-10 python-version folder at data_root",
+    "cifar10": DatasetEntry(f"{_DATA}.cifar:read_cifar10", "CIFAR-10 python-version folder at data_root",
                             ("wrn16-8", None)),
-    "cifar100": DatasetEntry(f"{_DATA}.cifar:load_cifar100", "CIFAR-100 python-version folder at data_root",
+    "cifar100": DatasetEntry(f"{_DATA}.cifar:read_cifar100", "CIFAR-100 python-version folder at data_root",
                              ("wrn16-8", None)),
 }
 

@@ -87,12 +87,13 @@ def run(spec: SweepSpec, *, workdir: str | Path | None = None, address: str | No
 
 
 def preflight(spec: SweepSpec) -> None:
-    """Load each dataset once in the driver, so a missing or malformed file stops the sweep before anything
-    starts (instead of failing every trial on the workers)."""
-    from samprivacy.learn.data import load_dataset
+    """Read each dataset once in the driver, so a missing or malformed file stops the sweep before anything
+    starts (instead of failing every trial on the workers). Read as numpy arrays: the driver never imports
+    torch (seconds of the sweep's start)."""
+    from samprivacy.learn.data import read_dataset
 
     for name in spec.datasets:
-        load_dataset(name, root=_data_root(spec), seed=spec.seeds[0], download=spec.download,
+        read_dataset(name, root=_data_root(spec), seed=spec.seeds[0], download=spec.download,
                      **spec.dataset_options.get(name, {}))
 
 

@@ -1,9 +1,10 @@
 """The dataset registry: every source returns a `Dataset` with the same member / non-member `Splits`.
 
-    ds = load_dataset("digits", seed=0)
+    ds = load_dataset("digits", seed=0)         # tensors
     x, y = ds.subset("known_members")
+    arrays = read_dataset("digits", seed=0)     # the same as numpy arrays, read and checked without torch
 
-Every loader takes the keyword arguments root, seed and download, plus options of its own (longtail: n,
+Every reader takes the keyword arguments root, seed and download, plus options of its own (longtail: n,
 classes, dim, subpopulations, zipf, noise, data_seed). The seed fixes the split: the same seed gives identical
 index arrays. Nothing downloads unless `download=True` is passed (CIFAR only).
 """
@@ -19,17 +20,17 @@ from typing import Any
 from samprivacy import catalog
 from samprivacy.errors import ConfigError
 
-from .base import SPLIT_NAMES, Dataset, FeatureKind, Splits
+from .base import SPLIT_NAMES, Dataset, DatasetArrays, FeatureKind, Splits
 from .splits import check_splits, make_splits, random_pools
 
 
-def _import(target: str) -> Callable[..., Dataset]:
+def _import(target: str) -> Callable[..., DatasetArrays]:
     module, function = target.split(":")
     return getattr(importlib.import_module(module), function)
 
 
-# The registry is catalog.DATASETS (name -> "module:loader"); each source is one file of this package.
-DATASETS: dict[str, Callable[..., Dataset]] = {name: _import(entry.loader)
+# The registry is catalog.DATASETS (name -> "module:reader"); each source is one file of this package.
+DATASETS: dict[str, Callable[..., DatasetArrays]] = {name: _import(entry.reader)
                                                for name, entry in sorted(catalog.DATASETS.items())}
 _COMMON = ("root", "seed", "download")
 
@@ -47,7 +48,15 @@ def dataset_options(name: str) -> dict[str, object]:
 def load_dataset(
     name: str, *, root: str | Path | None = None, seed: int = 0, download: bool = False, **options: Any
 ) -> Dataset:
-    """Load dataset `name` with its partition fixed by `seed`; see each loader for `root` and `options`."""
+    """Load dataset `name` with its partition fixed by `seed`; see each reader for `root` and `options`."""
+    return read_dataset(name, root=root, seed=seed, download=download, **options).tensors()
+
+
+def read_dataset(
+    name: str, *, root: str | Path | None = None, seed: int = 0, download: bool = False, **options: Any
+) -> DatasetArrays:
+    """`load_dataset` without torch: the same checks of every file and option, the same arrays and splits.
+    torch is not imported (CIFAR excepted: its file list comes from torchvision)."""
     known = dataset_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
@@ -56,13 +65,13 @@ def load_dataset(
     return _loader(name)(root=root, seed=seed, download=download, **options)
 
 
-def _loader(name: str) -> Callable[..., Dataset]:
+def _loader(name: str) -> Callable[..., DatasetArrays]:
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose from: {', '.join(available_datasets())}")
     return DATASETS[name]
 
 
 __all__ = [
-    "DATASETS", "SPLIT_NAMES", "Dataset", "FeatureKind", "Splits", "available_datasets", "check_splits",
-    "dataset_options", "load_dataset", "make_splits", "random_pools",
+    "DATASETS", "SPLIT_NAMES", "Dataset", "DatasetArrays", "FeatureKind", "Splits", "available_datasets",
+    "check_splits", "dataset_options", "load_dataset", "make_splits", "random_pools", "read_dataset",
 ]

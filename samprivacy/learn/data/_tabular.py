@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from samprivacy.errors import ConfigError, DataError
 
-from .base import Dataset
+from .base import DatasetArrays
 from .splits import make_splits, random_pools
 
 FEATURE_KEYS = ("features", "X", "x")
@@ -156,11 +155,11 @@ def _scaled(n: int, spec: TabularSpec) -> dict[str, int] | None:
     return {"members": members, "n_known": n_known, "n_eval": n_eval, "n_val": reference - n_known}
 
 
-def tabular_dataset(spec: TabularSpec, x: np.ndarray, y: np.ndarray, seed: int, source: Path) -> Dataset:
+def tabular_dataset(spec: TabularSpec, x: np.ndarray, y: np.ndarray, seed: int, source: Path) -> DatasetArrays:
     info = {"source": str(source), "format": {".npz": "npz", ".npy": "npy"}.get(source.suffix, "raw text")}
     sizes = selena_sizes(len(y), spec)
     members, nonmembers = random_pools(len(y), sizes["members"], seed)
     splits = make_splits(members, nonmembers, n_known=sizes["n_known"], n_eval=sizes["n_eval"],
                          n_val=sizes["n_val"], seed=seed)
-    return Dataset(name=spec.name, x=torch.from_numpy(x), y=torch.from_numpy(y), num_classes=spec.n_classes,
-                   feature_kind="binary", splits=splits, info={**info, "sizes": sizes, "seed": seed})
+    return DatasetArrays(name=spec.name, x=x, y=y, num_classes=spec.n_classes,
+                         feature_kind="binary", splits=splits, info={**info, "sizes": sizes, "seed": seed})

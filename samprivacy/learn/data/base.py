@@ -1,13 +1,19 @@
-"""The two types every data source returns: `Splits` (who is a member) and `Dataset` (tensors + splits)."""
+"""The types of a data source: `Splits` (who is a member), `DatasetArrays` (what a source reads and checks, as
+numpy arrays) and `Dataset` (the same as tensors, what training uses).
+
+A source reads into `DatasetArrays` without importing torch, so the sweep's driver can check every data file
+before anything starts at the price of reading it (importing torch alone takes seconds)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 FeatureKind = Literal["binary", "continuous", "image"]
 SPLIT_NAMES = ("known_members", "eval_members", "known_nonmembers", "eval_nonmembers", "val")
@@ -76,5 +82,28 @@ class Dataset:
         return tuple(self.x.shape[1:])
 
     def subset(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         idx = torch.as_tensor(getattr(self.splits, split), dtype=torch.long)
         return self.x[idx], self.y[idx]
+
+
+@dataclass(frozen=True)
+class DatasetArrays:
+    """A dataset as a source reads it: `Dataset`'s fields with x and y as numpy arrays (x float32, y int64)."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    num_classes: int
+    feature_kind: FeatureKind
+    splits: Splits
+    info: dict = field(default_factory=dict)
+
+    def tensors(self) -> Dataset:
+        """The same dataset as tensors sharing the arrays' memory (no copy)."""
+        import torch
+
+        return Dataset(name=self.name, x=torch.from_numpy(self.x), y=torch.from_numpy(self.y),
+                       num_classes=self.num_classes, feature_kind=self.feature_kind, splits=self.splits,
+                       info=self.info)

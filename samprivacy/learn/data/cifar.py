@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from samprivacy.errors import ConfigError, DataError
 
-from .base import Dataset
+from .base import DatasetArrays
 from .splits import check_seed, make_splits
 
 # The canonical pickles hold only dicts, lists, bytes and numpy arrays: refuse anything else rather than run it.
@@ -81,7 +80,7 @@ def cifar_sizes(n_test: int) -> dict[str, int]:
     return {"n_eval": n_eval, "n_known": n_known, "n_val": n_test - n_eval - n_known}
 
 
-def _load_cifar(tv_class_name: str, n_classes: int, root: str | Path | None, seed: int, download: bool) -> Dataset:
+def _read_cifar(tv_class_name: str, n_classes: int, root: str | Path | None, seed: int, download: bool) -> DatasetArrays:
     import torchvision.datasets as tvd  # imported here: only CIFAR needs torchvision, and it is slow to import
     from torchvision.datasets.utils import check_integrity
 
@@ -114,19 +113,19 @@ def _load_cifar(tv_class_name: str, n_classes: int, root: str | Path | None, see
                          **cifar_sizes(len(x_test)))  # type: ignore[arg-type]  # the sizes: ints by name
     files = [f for f, _ in tv_class.train_list + tv_class.test_list]
     verified = all(check_integrity(str(folder / f), md5) for f, md5 in tv_class.train_list + tv_class.test_list)
-    return Dataset(
-        name=name, x=torch.from_numpy(x), y=torch.from_numpy(y), num_classes=n_classes, feature_kind="image",
+    return DatasetArrays(
+        name=name, x=x, y=y, num_classes=n_classes, feature_kind="image",
         splits=splits,
         info={"source": str(folder), "files": files, "md5_verified": verified, "seed": seed,
               "mean": mean.ravel().tolist(), "std": std.ravel().tolist(), "n_train_images": len(x_train)},
     )
 
 
-def load_cifar10(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> Dataset:
+def read_cifar10(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> DatasetArrays:
     """CIFAR-10: 50,000 training images (members) and 10,000 test images (non-members), 10 classes."""
-    return _load_cifar("CIFAR10", 10, root, seed, download)
+    return _read_cifar("CIFAR10", 10, root, seed, download)
 
 
-def load_cifar100(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> Dataset:
+def read_cifar100(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> DatasetArrays:
     """CIFAR-100 (fine labels): 50,000 training images (members) and 10,000 test images (non-members), 100 classes."""
-    return _load_cifar("CIFAR100", 100, root, seed, download)
+    return _read_cifar("CIFAR100", 100, root, seed, download)

@@ -10,17 +10,16 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from samprivacy.compat import sklearn_digits_file
 
-from .base import Dataset
+from .base import DatasetArrays
 from .splits import check_seed, make_splits, random_pools
 
 N_MEMBERS, N_KNOWN, N_EVAL = 800, 400, 400
 
 
-def load_digits(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> Dataset:
+def read_digits(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> DatasetArrays:
     """The digits dataset; `root` and `download` are ignored (the data is inside scikit-learn)."""
     seed = check_seed(seed)
     pixels, labels = _read_digits()
@@ -28,8 +27,8 @@ def load_digits(*, root: str | Path | None = None, seed: int = 0, download: bool
     y = labels.astype(np.int64)
     members, nonmembers = random_pools(len(y), N_MEMBERS, seed)
     splits = make_splits(members, nonmembers, n_known=N_KNOWN, n_eval=N_EVAL, seed=seed)
-    return Dataset(
-        name="digits", x=torch.from_numpy(x), y=torch.from_numpy(y), num_classes=10,
+    return DatasetArrays(
+        name="digits", x=x, y=y, num_classes=10,
         feature_kind="continuous", splits=splits,
         info={"source": f"sklearn.datasets.load_digits (scikit-learn {version('scikit-learn')})", "seed": seed},
     )

@@ -22,11 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from samprivacy.errors import ConfigError
 
-from .base import Dataset
+from .base import DatasetArrays
 from .splits import check_seed, make_splits
 
 
@@ -41,7 +40,7 @@ def zipf_sizes(total: int, k: int, exponent: float) -> np.ndarray:
     return sizes
 
 
-def load_longtail(
+def read_longtail(
     *,
     root: str | Path | None = None,
     seed: int = 0,
@@ -57,7 +56,7 @@ def load_longtail(
     density: float = 0.2,
     spread: float = 0.3,
     flip: float = 0.15,
-) -> Dataset:
+) -> DatasetArrays:
     """Generate the mixture (by `data_seed`, default `seed`) and split it (by `seed`); root/download are ignored.
     noise: Gaussian features only; density, spread, flip: binary features only."""
     seed = check_seed(seed)
@@ -96,8 +95,8 @@ def load_longtail(
     nonmembers = np.concatenate([twins, free[n_free_members:]])
     splits = make_splits(members, nonmembers, n_known=n_known, n_eval=n_eval, seed=seed,
                          pin_eval_members=singletons, pin_eval_nonmembers=twins)
-    return Dataset(
-        name="longtail", x=torch.from_numpy(x), y=torch.from_numpy(y.astype(np.int64)), num_classes=classes,
+    return DatasetArrays(
+        name="longtail", x=x, y=y.astype(np.int64), num_classes=classes,
         feature_kind="binary" if binary else "continuous", splits=splits,
         info={
             "source": f"synthetic long-tailed {'binary' if binary else 'Gaussian'} mixture (Feldman 2020)",

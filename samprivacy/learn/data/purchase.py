@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Dataset
+from .base import DatasetArrays
 from ._tabular import TabularSpec, check_features, check_labels, check_rows, read_npy, read_npz, read_text
 from ._tabular import require_root, tabular_dataset
 from .splits import check_seed
@@ -27,7 +27,7 @@ EXPECTED = ("purchase100.npz, X.npy + Y.npy, or dataset_purchase (comma-separate
             "label 1..100 then 600 binary features)")
 
 
-def load_purchase100(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> Dataset:
+def read_purchase100(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> DatasetArrays:
     """Purchase-100 from local files (never downloads: the data sits behind the authors' and Kaggle's terms)."""
     seed = check_seed(seed)
     root = require_root(root, SPEC, EXPECTED)

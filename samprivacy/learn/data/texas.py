@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Dataset
+from .base import DatasetArrays
 from ._tabular import TabularSpec, check_features, check_labels, check_rows, read_npy, read_npz, read_text
 from ._tabular import require_root, tabular_dataset
 from .splits import check_seed
@@ -28,7 +28,7 @@ EXPECTED = ("texas100.npz, feats.npy + labels.npy, or texas/100/feats + texas/10
             "no header: 6,169 binary features per line; one label 1..100 per line)")
 
 
-def load_texas100(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> Dataset:
+def read_texas100(*, root: str | Path | None = None, seed: int = 0, download: bool = False) -> DatasetArrays:
     """Texas-100 from local files (never downloads: the data sits behind the authors' terms)."""
     seed = check_seed(seed)
     root = require_root(root, SPEC, EXPECTED)
