@@ -104,16 +104,15 @@ class StackedNet:
                 h = ACTIVATIONS[kind](h)
         return h
 
-    def unstack(self, params: list[torch.Tensor] | None = None) -> list[nn.Module]:
-        """K ordinary modules holding `params` (default: the current weights), on the params' device."""
+    def unstack(self, params: list[torch.Tensor] | None = None, into: list[nn.Module] | None = None) -> list[nn.Module]:
+        """K ordinary modules holding `params` (default: the current weights), on the params' device: the modules
+        `into` (the K models the stack was made from, as `train` returns the model it was given), else new ones."""
         params = self.params if params is None else params
         names = [name for name, _ in self.template.named_parameters()]
-        out: list[nn.Module] = []
-        for k in range(self.models):
-            model = copy.deepcopy(self.template).to(params[0].device)
-            model.load_state_dict({name: (p[k].T if name.endswith("weight") else p[k]).detach().clone()
-                                   for name, p in zip(names, params)})
-            out.append(model)
+        out = into if into is not None else [copy.deepcopy(self.template) for _ in range(self.models)]
+        for k, model in enumerate(out):
+            model.to(params[0].device).load_state_dict(
+                {name: (p[k].T if name.endswith("weight") else p[k]).detach() for name, p in zip(names, params)})
         return out
 
 
@@ -304,7 +303,7 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
     if swa is None:  # the best weights' validation accuracy: measured when they were the live weights
         accuracy["val"] = list(state["best_val_acc"])
     seconds = (time.perf_counter() - start) / k_models
-    return [TrainResult(model=model, best_epoch=best_epochs[k], history=copy.deepcopy(state["history"][k]),
+    return [TrainResult(model=model, best_epoch=best_epochs[k], history=[dict(row) for row in state["history"][k]],
                         train_acc=accuracy["train"][k], val_acc=accuracy["val"][k], test_acc=accuracy["test"][k],
                         seconds=seconds, device=str(device))
-            for k, model in enumerate(net.unstack(final))]
+            for k, model in enumerate(net.unstack(final, into=models))]

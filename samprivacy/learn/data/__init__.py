@@ -1,4 +1,5 @@
-"""The dataset registry: every source returns a `Dataset` with the same member / non-member `Splits`.
+"""The dataset registry: every source reads numpy arrays (`DatasetArrays`) with the same member / non-member
+`Splits`; `load_dataset` turns them into the tensors training uses (`Dataset`).
 
     ds = load_dataset("digits", seed=0)         # tensors
     x, y = ds.subset("known_members")
@@ -41,7 +42,7 @@ def available_datasets() -> list[str]:
 
 def dataset_options(name: str) -> dict[str, object]:
     """The source-specific options of dataset `name` and their defaults."""
-    params = inspect.signature(_loader(name)).parameters
+    params = inspect.signature(_reader(name)).parameters
     return {k: p.default for k, p in params.items() if k not in _COMMON}
 
 
@@ -62,10 +63,10 @@ def read_dataset(
     if unknown:
         raise ConfigError(f"unknown option{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))} for dataset "
                           f"'{name}'; choose from: {', '.join(known) or '(none)'}")
-    return _loader(name)(root=root, seed=seed, download=download, **options)
+    return _reader(name)(root=root, seed=seed, download=download, **options)
 
 
-def _loader(name: str) -> Callable[..., DatasetArrays]:
+def _reader(name: str) -> Callable[..., DatasetArrays]:
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose from: {', '.join(available_datasets())}")
     return DATASETS[name]
