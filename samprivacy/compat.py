@@ -18,10 +18,26 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 # TuneController.save_to_dir writes these keys under "runner_data" of experiment_state-*.json (Ray 2.60).
 PENDING_DECISION_KEYS = ("_cached_trial_decisions", "_queued_trial_decisions")
 RUNTIME_ENV_LOGGER = "ray._private.runtime_env.packaging"
+
+
+def _newest_experiment_state(experiment_path: str) -> tuple[Any, str, dict] | None:
+    """(filesystem, path, contents) of the experiment's newest snapshot on storage: the one Tune restores (Tune
+    takes the last experiment_state-*.json by name); None where there is none."""
+    import pyarrow.fs
+
+    remote = "://" in experiment_path
+    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if remote else str(Path(experiment_path).resolve()))
+    names = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
+                   if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json"))
+    if not names:
+        return None
+    with fs.open_input_stream(names[-1]) as stream:
+        return fs, names[-1], json.loads(stream.readall())
 
 
 def clear_pending_trial_decisions(experiment_path: str) -> bool:
@@ -29,28 +45,35 @@ def clear_pending_trial_decisions(experiment_path: str) -> bool:
     Tune restores it. A STOP decided for an attempt that errored (its worker killed while it saved a checkpoint)
     would otherwise stop the resumed attempt at its first checkpoint: the trial ends TERMINATED without its
     results. Returns whether there were any."""
-    import pyarrow.fs
-
     from samprivacy.files import write_json_atomic
 
-    remote = "://" in experiment_path
-    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if remote else str(Path(experiment_path).resolve()))
-    names = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
-                   if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json"))
-    if not names:
+    if (newest := _newest_experiment_state(experiment_path)) is None:
         return False
-    with fs.open_input_stream(names[-1]) as stream:
-        state = json.loads(stream.readall())
+    fs, name, state = newest
     runner_data = state.get("runner_data", {})
     if not any(runner_data.get(key) for key in PENDING_DECISION_KEYS):
         return False
     runner_data.update({key: {} for key in PENDING_DECISION_KEYS})
-    if remote:
-        with fs.open_output_stream(names[-1]) as stream:
+    if "://" in experiment_path:
+        with fs.open_output_stream(name) as stream:
             stream.write(json.dumps(state).encode())
     else:
-        write_json_atomic(names[-1], state, indent=None)
+        write_json_atomic(name, state, indent=None)
     return True
+
+
+def tune_trials(experiment_path: str) -> dict[str, tuple[str, dict]] | None:
+    """The trials of the experiment's newest snapshot on storage, as Tune will restore them: trial id -> (status,
+    config). None where there is no snapshot. (Tune copies each snapshot to storage after writing it, file by file
+    and in the background: a driver killed meanwhile can leave storage with the searcher's state of another
+    moment than this one, so what Tune restores is read from here.)"""
+    if (newest := _newest_experiment_state(experiment_path)) is None:
+        return None
+    trials = {}
+    for trial_state, _ in newest[2].get("trial_data", []):  # (the trial's JSON state, its runtime metadata)
+        trial = json.loads(trial_state)
+        trials[trial["trial_id"]] = (trial["status"], trial.get("config") or {})
+    return trials
 
 
 def autoscaling_status() -> dict | None:

@@ -109,7 +109,7 @@ class StackedNet:
         `into` (the K models the stack was made from, as `train` returns the model it was given), else new ones."""
         params = self.params if params is None else params
         names = [name for name, _ in self.template.named_parameters()]
-        out = into if into is not None else [copy.deepcopy(self.template) for _ in range(self.models)]
+        out: list[nn.Module] = into if into is not None else [copy.deepcopy(self.template) for _ in range(self.models)]
         for k, model in enumerate(out):
             model.to(params[0].device).load_state_dict(
                 {name: (p[k].T if name.endswith("weight") else p[k]).detach() for name, p in zip(names, params)})

@@ -33,11 +33,24 @@ Ended = tuple[str, Unit, Outcome, list[int]]
 Snapshot = dict[str, Any]
 
 
+def running_units(tune: dict[str, tuple[str, dict]]) -> dict[str, tuple[int, int]]:
+    """Tune trial id -> (proposal, seed) of every trial a restored Tune experiment runs again: all but those that
+    ended (TERMINATED; errored ones are resumed too)."""
+    return {trial_id: (int(config["optuna_trial"]), int(config["seed"])) for trial_id, (status, config) in tune.items()
+            if status != "TERMINATED" and "optuna_trial" in config and "seed" in config}
+
+
 class Proposer:
     """Between Tune and Optuna: the study, the book, the queue of units, and what Optuna has yet to hear."""
 
     def __init__(self, ctx: SweepContext, optuna_url: str, restored: Snapshot,
-                 suggest: Callable[[optuna.Trial, SweepSpec], dict[str, Any]] = suggest_params) -> None:
+                 suggest: Callable[[optuna.Trial, SweepSpec], dict[str, Any]] = suggest_params,
+                 tune: dict[str, tuple[str, dict]] | None = None) -> None:
+        """restored: the searcher's snapshot a restarted driver's Tune gave back ({} for a new experiment).
+        tune: that experiment's trials as Tune restores them (trial id -> (status, config), compat.tune_trials):
+        where given, which Tune trials still train comes from it, not from the searcher's snapshot. Tune copies
+        a snapshot's files to storage one by one after writing them, so a kill can leave the searcher's state of
+        another moment than Tune's; Tune's own record is what it will run."""
         spec = self.spec = ctx.spec
         self.ctx, self.suggest = ctx, suggest  # suggest: define-by-run parameters of a new proposal
         self.handle = open_study(spec, optuna_url, make_sampler(spec))
@@ -60,7 +73,8 @@ class Proposer:
         # stay in every snapshot until Optuna holds them (with the proposal's `units`), or a restart would train
         # them again.
         self.held: list[Ended] = []
-        self._rebuild(restored.get("live", {}), restored.get("ended", []))
+        live = restored.get("live", {}) if tune is None else running_units(tune)
+        self._rebuild(live, restored.get("ended", []))
 
     def _rebuild(self, live: dict[str, tuple[int, int]], ended: list) -> None:
         record = read_proposals(self.handle, self.spec)

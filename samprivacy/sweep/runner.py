@@ -24,7 +24,7 @@ from ray.tune import ResultGrid
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
-from samprivacy.compat import clear_pending_trial_decisions
+from samprivacy.compat import clear_pending_trial_decisions, tune_trials
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.cluster import join_cluster, start_ray  # noqa: F401 (start_ray: runner's API)
@@ -32,7 +32,7 @@ from samprivacy.sweep.progress import TrialStates, watching
 from samprivacy.sweep.publish import LiveResults, publish
 from samprivacy.sweep.results import (PROGRESS_FILE, Sweep, measured_rows, open_sweep, pareto_report, sweep_status,
                                       trial_rows)
-from samprivacy.sweep.search import SweepSearch
+from samprivacy.sweep.search import SweepSearch, restoring
 from samprivacy.sweep.study import (STOP_REASON, SweepStudy, complete_late, fail_stale_trials, load_study,
                                     objective_values, optuna_storage)
 from samprivacy.sweep.tracking import Tracker
@@ -153,9 +153,12 @@ def _execute(sweep: Sweep, spec_file: str | Path | None, on_progress: Progress |
         segment = 0
         while _restorable(sweep.segment_path(segment)):
             clear_pending_trial_decisions(sweep.segment_path(segment))  # a dead driver's (samprivacy.compat)
-            tuner = tune.Tuner.restore(sweep.segment_path(segment), trainable, resume_unfinished=True,
-                                       resume_errored=True)
-            grid = tuner.fit()
+            # which trials run again comes from Tune's own snapshot on storage, not from the searcher's file of it,
+            # which a kill during Tune's copy of the snapshot can leave from another moment (search.restoring)
+            with restoring(tune_trials(sweep.segment_path(segment))):
+                tuner = tune.Tuner.restore(sweep.segment_path(segment), trainable, resume_unfinished=True,
+                                           resume_errored=True)
+                grid = tuner.fit()
             late += [r for r in (grid[i] for i in range(len(grid))) if r.error is None and r.config
                      and "optuna_trial" in r.config]
             if watch.search is not None:

@@ -5,21 +5,44 @@ experiment snapshots. Optuna, the study and MLflow are the book's business."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ray.tune.search import Searcher
 
 from samprivacy.sweep.progress import watch
-from samprivacy.sweep.proposing import Proposer, Snapshot
+from samprivacy.sweep.proposing import Proposer, Snapshot, running_units
 from samprivacy.sweep.space import suggest_params
 from samprivacy.sweep.trial import SweepContext
+
+
+# The trials of the Tune experiment the runner is restoring (compat.tune_trials), while it restores and runs it:
+# Tune unpickles its searcher itself and takes no arguments for it.
+_restoring: dict[str, tuple[str, dict]] | None = None
+
+
+@contextmanager
+def restoring(trials: dict[str, tuple[str, dict]] | None) -> Iterator[None]:
+    """Around `Tuner.restore(...).fit()`: the searcher Tune restores takes which trials run from `trials`."""
+    global _restoring
+    _restoring = trials
+    try:
+        yield
+    finally:
+        _restoring = None
 
 
 class SweepSearch(Searcher):
     """Ray Tune's searcher for a sweep (one per Tune experiment; a long sweep runs several, see runner).
 
     `segment_size`: at most this many Tune trials in this experiment, then FINISHED (what is queued carries
-    over to the next experiment's searcher through the study)."""
+    over to the next experiment's searcher through the study).
+
+    It limits the trials running at once itself (`set_max_concurrency`), so that one record says which Tune
+    trials run: Tune's ConcurrencyLimiter would keep a second one, in a file of its own, which a kill during
+    Tune's copy of a snapshot to storage can leave from another moment (a trial it counts forever stalls the
+    experiment)."""
 
     def __init__(self, ctx: SweepContext, optuna_url: str, segment_size: int | None = None) -> None:
         super().__init__()  # no metric/mode: several objectives, checked by the book (strict metric checking is off)
@@ -28,6 +51,8 @@ class SweepSearch(Searcher):
         self.launched = 0  # Tune trials of this experiment
         self.restored: Snapshot = {}  # the snapshot Tune restored this searcher from, until it connects
         self.proposer: Proposer | None = None
+        self.max_concurrent: int | None = None
+        self.running: set[str] = set()  # Tune trials of this experiment that have not ended
 
     def next_segment(self) -> SweepSearch:
         """The searcher of the next Tune experiment of this driver: the same book, study and queue (no rebuild,
@@ -36,6 +61,10 @@ class SweepSearch(Searcher):
         follower.proposer = self.proposer
         return follower
 
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        self.max_concurrent = max_concurrent
+        return True  # Tune's ConcurrencyLimiter leaves the limit to this searcher
+
     def connect(self) -> Proposer:
         """The proposal book, built from the study (and the restored snapshot) on first use."""
         if self.proposer is None:
@@ -43,7 +72,10 @@ class SweepSearch(Searcher):
             # the suggestion is looked up here at each proposal: a drill replaces search.suggest_params to kill
             # a driver between ask() and its first suggestion (tests/sweep/test_resume.py)
             self.proposer = Proposer(self.ctx, self.optuna_url, self.restored,
-                                     suggest=lambda trial, spec: suggest_params(trial, spec))
+                                     suggest=lambda trial, spec: suggest_params(trial, spec), tune=_restoring)
+            # a restored experiment: what Tune runs again (by its own record where the runner read it)
+            self.running = (set(running_units(_restoring)) if _restoring is not None
+                            else set(self.restored.get("live", {})))
             if (w := watch(self.ctx.spec.name)) is not None:
                 w.search = self
         return self.proposer
@@ -78,14 +110,18 @@ class SweepSearch(Searcher):
         if self.segment_size is not None and self.launched >= self.segment_size:
             self.finished = True  # this Tune experiment is full; the runner starts the next one
             return Searcher.FINISHED
+        if self.max_concurrent is not None and len(self.running) >= self.max_concurrent:
+            return None  # Tune asks again once a trial has ended
         params = proposer.next_unit(trial_id)
         if params is None:
             self.finished = True
             return Searcher.FINISHED
         self.launched += 1
+        self.running.add(trial_id)
         return params
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.running.discard(trial_id)
         self.connect().finish(trial_id, result, error)
 
     # -- the driver's side ---------------------------------------------------------------------------------

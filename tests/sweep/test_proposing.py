@@ -91,3 +91,63 @@ def test_a_duplicate_decided_again_by_a_restart_is_recorded_so_a_second_kill_kee
     assert (progress["failed"], progress["duplicates"], progress["proposals"]) == (1, 1, 2)
     told = trials(url)
     assert [t.state for t in told] == [optuna.trial.TrialState.FAIL] * 2 and told[1].user_attrs["duplicate_of"] == 0
+
+
+def running(config: dict, status: str = "RUNNING") -> tuple[str, dict]:
+    """A trial as Tune's experiment snapshot records it (compat.tune_trials)."""
+    return status, {"optuna_trial": config["optuna_trial"], "seed": config["seed"]}
+
+
+def test_a_restart_takes_which_trials_run_from_tune_s_snapshot_not_the_searcher_s(url):
+    """Tune copies a snapshot to storage file by file after writing it: a kill meanwhile can leave the searcher's
+    file of a later (or earlier) moment than Tune's experiment state. The restarted book follows Tune's record:
+    a trial only the searcher knew is gone (its unit trains again), a trial only Tune knew trains its unit."""
+    ctx = context(seeds=[0], trials=4)
+    book = Proposer(ctx, url, {})
+    first, second = book.next_unit("t0"), book.next_unit("t1")
+    older = book.snapshot()  # the searcher's file as uploaded before t2
+    third = book.next_unit("t2")
+    newer = book.snapshot()
+    assert set(newer["live"]) == {"t0", "t1", "t2"}
+
+    # the searcher's file is newer than Tune's state, which never heard of t2 (nor, here, of t1)
+    restarted = Proposer(ctx, url, newer, tune={"t0": running(first)})
+    assert {tid: (u.proposal, u.seed) for tid, u in restarted.live.items()} == {"t0": (0, 0)}
+    assert sorted((u.proposal, u.seed) for u in restarted.queue) == [(1, 0), (2, 0)]  # trained again, not lost
+
+    # the searcher's file is older than Tune's state: t2 runs again in Tune, so its unit is not queued twice
+    tune = {"t0": running(first), "t1": running(second, "TERMINATED"), "t2": running(third)}
+    restarted = Proposer(ctx, url, older, tune=tune)
+    assert {tid: (u.proposal, u.seed) for tid, u in restarted.live.items()} == {"t0": (0, 0), "t2": (2, 0)}
+    # t1 ended in Tune but neither file holds its end: its unit trains again (a finished MLflow run settles it)
+    assert [(u.proposal, u.seed) for u in restarted.queue] == [(1, 0)]
+
+
+def test_the_searcher_limits_concurrency_by_tune_s_record_of_running_trials(url):
+    """The searcher keeps the one count of running trials (Tune's ConcurrencyLimiter kept a second in its own
+    file). A restored searcher counts what Tune runs again: a trial only its stale snapshot knew never blocks it."""
+    import pickle
+
+    from samprivacy.sweep.search import SweepSearch, restoring
+
+    search = SweepSearch(context(seeds=[0], trials=4), url)
+    assert search.set_max_concurrency(1) is True  # Tune's limiter then passes every call through
+    first = search.suggest("t0")
+    assert first is not None and search.suggest("t1") is None  # full
+    search.on_trial_complete("t0", OK)
+    second = search.suggest("t1")
+    assert second is not None and second["optuna_trial"] == 1
+
+    stale = pickle.loads(pickle.dumps(search))  # as Tune restores it: t1 runs in the snapshot
+    assert stale.restored["live"] == {"t1": (1, 0)}
+    with restoring({}):  # Tune's own record: no trial of this experiment runs again
+        stale.set_max_concurrency(1)
+        third = stale.suggest("t2")
+    assert third is not None and (third["optuna_trial"], third["seed"]) == (1, 0)  # t1's unit trains again
+
+    restored = pickle.loads(pickle.dumps(search))
+    with restoring({"t1": running(second)}):  # t1 runs again in Tune: it holds the one slot
+        restored.set_max_concurrency(1)
+        assert restored.suggest("t2") is None
+        restored.on_trial_complete("t1", OK)
+        assert restored.suggest("t2")["optuna_trial"] == 2

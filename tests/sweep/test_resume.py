@@ -288,10 +288,10 @@ search.suggest_params = _suggest_or_die
 """
 
 
-def trivial_driver(command: str, workdir, log, kill: tuple[int, str] | None = None) -> subprocess.Popen:
+def trivial_driver(command: str, workdir, log, kill: tuple[int, str] | None = None, spec: dict = SMALL) -> subprocess.Popen:
     """`runner.run` / `runner.resume` in a fresh driver whose trials train nothing (tests/support/trivial.py, 0.5 s epochs);
     `kill` (n, window): the driver kills itself in that window of its nth proposal (KILL_IN_PROPOSAL)."""
-    call = (f"runner.run(parse_spec({SMALL!r}), workdir={str(workdir)!r}, work=TRIVIAL)" if command == "run" else
+    call = (f"runner.run(parse_spec({spec!r}), workdir={str(workdir)!r}, work=TRIVIAL)" if command == "run" else
             f"runner.resume('small', workdir={str(workdir)!r}, work=TRIVIAL)")
     code = ("from samprivacy.spec import parse_spec; from samprivacy.sweep import runner; "
             f"from tests.support.trivial import TRIVIAL; {call}")
@@ -349,6 +349,42 @@ def test_a_driver_killed_before_recording_a_duplicate_is_resumed_with_the_duplic
     assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
     assert check_small_sweep(workdir) == []
     assert study_of(workdir)[1].user_attrs["duplicate_of"] == 0
+
+
+SNAPSHOT_FILES = {"tune": ("experiment_state-",), "searcher": ("searcher-state-", "search_gen_state-")}
+
+
+@pytest.mark.parametrize("stale", ["tune", "searcher"])
+def test_a_kill_during_tunes_copy_of_a_snapshot_is_resumed_from_tunes_own_record(tmp_path, stale):
+    """Tune writes a snapshot, then copies its files to storage one by one in the background: a kill between two
+    copies leaves the experiment's state (`tune`) and the searcher's (`searcher`: the book's snapshot and the
+    search generator's) from two moments. Made certain here: after the kill, one side is put back as it was
+    while only the first trial ran. With one trial at a time, a trial only one side knew held the one slot
+    forever (the resume stalled) or its end went unheard; the resume must follow Tune's record and finish."""
+    spec = {**SMALL, "max_concurrent": 1}
+    workdir, log = tmp_path / "work", open(tmp_path / "run.log", "w")
+    experiment, early = workdir / "tune" / "small", {}
+    driver = trivial_driver("run", workdir, log, spec=spec)
+    deadline = time.monotonic() + 240
+    while len(list(experiment.glob("run_sweep_trial_*"))) < 2:  # the second Tune trial has started
+        assert driver.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the sweep never reached its second trial"
+        files = [f for f in experiment.glob("*state-*") if f.name.startswith(SNAPSHOT_FILES[stale])]
+        if len(list(experiment.glob("run_sweep_trial_*"))) == 1 and len(files) == len(SNAPSHOT_FILES[stale]):
+            with contextlib.suppress(OSError, ValueError):  # a file Tune is copying: take the next one
+                copies = {f: f.read_bytes() for f in files}
+                for f, data in copies.items():  # (search_gen_state-*.json is a pickle, despite its name)
+                    json.loads(data) if f.name.startswith("experiment_state-") else None
+                early = copies
+        time.sleep(0.05)
+    time.sleep(1.0)  # the second trial has run an epoch or two: both sides have moved on
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert early, "no snapshot was on storage while the first trial ran"
+    for f, data in early.items():
+        f.write_bytes(data)
+    assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    assert check_small_sweep(workdir) == []
 
 
 def check_small_sweep(workdir) -> list[int]:
