@@ -62,6 +62,42 @@ def clear_pending_trial_decisions(experiment_path: str) -> bool:
     return True
 
 
+SEARCHER_FILES = ("searcher-state-", "search_gen_state-")  # the searcher's and its generator's (both pickles)
+
+
+def drop_torn_searcher_state(experiment_path: str) -> bool:
+    """Remove the searcher's files from the experiment's storage when the newest of either is missing or does
+    not load (a driver killed while Tune copied its first snapshot, or in the middle of a file). Tune restores
+    the searcher only when both are whole, and otherwise fails the resume; without them it restores the
+    experiment and a fresh searcher, whose book comes from the study and Tune's own record (tune_trials).
+    Returns whether anything was removed."""
+    import pickle
+
+    import pyarrow.fs
+
+    remote = "://" in experiment_path
+    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if remote else str(Path(experiment_path).resolve()))
+    files = [info for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
+             if info.base_name.startswith(SEARCHER_FILES)]
+    newest = [max((f.path for f in files if f.base_name.startswith(prefix)), default=None) for prefix in SEARCHER_FILES]
+    if not files:
+        return False
+    whole = True
+    for path in newest:
+        try:
+            if path is None:
+                raise FileNotFoundError
+            with fs.open_input_stream(path) as stream:
+                pickle.loads(stream.readall())
+        except Exception:  # missing, truncated or half-written: any of them makes Tune's restore fail
+            whole = False
+    if whole:
+        return False
+    for info in files:
+        fs.delete_file(info.path)
+    return True
+
+
 def tune_trials(experiment_path: str) -> dict[str, tuple[str, dict]] | None:
     """The trials of the experiment's newest snapshot on storage, as Tune will restore them: trial id -> (status,
     config). None where there is no snapshot. (Tune copies each snapshot to storage after writing it, file by file

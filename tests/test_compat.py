@@ -52,6 +52,49 @@ def test_a_folder_without_a_snapshot_is_left_alone(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_trials_tune_restores_are_read_from_its_newest_snapshot_as_tune_writes_them(tmp_path):
+    """compat.tune_trials reads trial_data as the installed Ray Tune writes it (Trial.get_json_state)."""
+    from ray.tune.experiment import Trial
+
+    def state(*trials: Trial) -> str:
+        return json.dumps({"trial_data": [list(t.get_json_state()) for t in trials], "runner_data": {}})
+
+    running = Trial("fn", config={"optuna_trial": 3, "seed": 1}, trial_id="abc", stub=True)
+    ended = Trial("fn", config={"optuna_trial": 2, "seed": 0}, trial_id="def", stub=True)
+    ended.set_status(Trial.TERMINATED)
+    (tmp_path / "experiment_state-2026-12-07_10-00-00.json").write_text(state(ended))
+    (tmp_path / "experiment_state-2026-12-07_10-00-05.json").write_text(state(ended, running))
+    assert compat.tune_trials(str(tmp_path)) == {"def": ("TERMINATED", {"optuna_trial": 2, "seed": 0}),
+                                                 "abc": ("PENDING", {"optuna_trial": 3, "seed": 1})}
+    (tmp_path / "none").mkdir()
+    assert compat.tune_trials(str(tmp_path / "none")) is None  # no snapshot
+
+
+def test_a_torn_or_half_copied_searcher_state_is_removed_so_tune_restores_the_experiment(tmp_path):
+    """Tune restores its searcher only from both files whole; a kill while it copied them to storage leaves one
+    missing or cut short, and Tune's restore then fails. Without either, Tune starts a fresh searcher."""
+    import pickle
+
+    from ray.tune.search import Searcher
+    from ray.tune.search.search_generator import SearchGenerator
+
+    assert [Searcher.CKPT_FILE_TMPL, SearchGenerator.CKPT_FILE_TMPL] == [f"{p}{{}}.{x}" for p, x in
+                                                                        zip(compat.SEARCHER_FILES, ("pkl", "json"))]
+    searcher = tmp_path / "searcher-state-2026-12-07_10-00-00.pkl"
+    generator = tmp_path / "search_gen_state-2026-12-07_10-00-00.json"
+    experiment = tmp_path / "experiment_state-2026-12-07_10-00-00.json"
+    experiment.write_text("{}")
+    generator.write_bytes(pickle.dumps({"counter": 2}))
+    searcher.write_bytes(pickle.dumps({"live": {"t0": (0, 1)}}))
+    assert not compat.drop_torn_searcher_state(str(tmp_path))  # both whole: left alone
+    searcher.write_bytes(pickle.dumps({"live": {"t0": (0, 1)}})[:-3])  # cut short
+    assert compat.drop_torn_searcher_state(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [experiment.name]
+    generator.write_bytes(pickle.dumps({"counter": 2}))  # the generator's file made it, the searcher's did not
+    assert compat.drop_torn_searcher_state(str(tmp_path)) and not generator.exists()
+    assert not compat.drop_torn_searcher_state(str(tmp_path))  # nothing of the searcher's: nothing to do
+
+
 def test_ray_still_has_the_autoscaling_status_key_and_reader():
     try:
         from ray._private import ray_constants

@@ -24,7 +24,7 @@ from ray.tune import ResultGrid
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
-from samprivacy.compat import clear_pending_trial_decisions, tune_trials
+from samprivacy.compat import clear_pending_trial_decisions, drop_torn_searcher_state, tune_trials
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.cluster import join_cluster, start_ray  # noqa: F401 (start_ray: runner's API)
@@ -153,6 +153,7 @@ def _execute(sweep: Sweep, spec_file: str | Path | None, on_progress: Progress |
         segment = 0
         while _restorable(sweep.segment_path(segment)):
             clear_pending_trial_decisions(sweep.segment_path(segment))  # a dead driver's (samprivacy.compat)
+            drop_torn_searcher_state(sweep.segment_path(segment))  # Tune would refuse to restore the experiment
             # which trials run again comes from Tune's own snapshot on storage, not from the searcher's file of it,
             # which a kill during Tune's copy of the snapshot can leave from another moment (search.restoring)
             with restoring(tune_trials(sweep.segment_path(segment))):

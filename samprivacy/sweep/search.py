@@ -121,8 +121,9 @@ class SweepSearch(Searcher):
         return params
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        proposer = self.connect()  # first: a restored searcher's first call sets `running` from Tune's record
         self.running.discard(trial_id)
-        self.connect().finish(trial_id, result, error)
+        proposer.finish(trial_id, result, error)
 
     # -- the driver's side ---------------------------------------------------------------------------------
     def has_work(self) -> bool:

@@ -151,3 +151,11 @@ def test_the_searcher_limits_concurrency_by_tune_s_record_of_running_trials(url)
         assert restored.suggest("t2") is None
         restored.on_trial_complete("t1", OK)
         assert restored.suggest("t2")["optuna_trial"] == 2
+
+    # the first call a restored searcher gets can be a trial's end (Tune had more to run again than it may run
+    # at once, so it asked for nothing): that trial must not stay counted
+    first_end = pickle.loads(pickle.dumps(search))
+    with restoring({"t1": running(second), "t0": running(first, "ERROR")}):
+        first_end.set_max_concurrency(1)
+        first_end.on_trial_complete("t1", OK)
+        assert first_end.running == {"t0"}

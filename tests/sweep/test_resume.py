@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -354,6 +355,22 @@ def test_a_driver_killed_before_recording_a_duplicate_is_resumed_with_the_duplic
 SNAPSHOT_FILES = {"tune": ("experiment_state-",), "searcher": ("searcher-state-", "search_gen_state-")}
 
 
+def snapshot_side(experiment, stale: str) -> dict | None:
+    """The files of one side of the snapshot on storage, if each is whole and it records one Tune trial only."""
+    files = [f for f in experiment.glob("*state-*") if f.name.startswith(SNAPSHOT_FILES[stale])]
+    if len(files) != len(SNAPSHOT_FILES[stale]):
+        return None
+    try:  # a file Tune is copying may be cut short: take a later one
+        copies = {f: f.read_bytes() for f in files}
+        loaded = {f.name.split("-")[0]: (json.loads(data) if f.suffix == ".json" and f.name.startswith(
+            "experiment_state-") else pickle.loads(data)) for f, data in copies.items()}
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError):
+        return None
+    trials = (len(loaded["experiment_state"]["trial_data"]) if stale == "tune"
+              else len(loaded["searcher"]["live"]) + len(loaded["searcher"]["ended"]))
+    return copies if trials == 1 else None
+
+
 @pytest.mark.parametrize("stale", ["tune", "searcher"])
 def test_a_kill_during_tunes_copy_of_a_snapshot_is_resumed_from_tunes_own_record(tmp_path, stale):
     """Tune writes a snapshot, then copies its files to storage one by one in the background: a kill between two
@@ -363,27 +380,28 @@ def test_a_kill_during_tunes_copy_of_a_snapshot_is_resumed_from_tunes_own_record
     forever (the resume stalled) or its end went unheard; the resume must follow Tune's record and finish."""
     spec = {**SMALL, "max_concurrent": 1}
     workdir, log = tmp_path / "work", open(tmp_path / "run.log", "w")
-    experiment, early = workdir / "tune" / "small", {}
+    experiment, early = workdir / "tune" / "small", None
     driver = trivial_driver("run", workdir, log, spec=spec)
     deadline = time.monotonic() + 240
-    while len(list(experiment.glob("run_sweep_trial_*"))) < 2:  # the second Tune trial has started
+
+    def moved_on() -> bool:  # that side on storage is no longer what was kept: the two sides now differ
+        return early is not None and any(not f.exists() or f.read_bytes() != data for f, data in early.items())
+    while not moved_on() or len(list(experiment.glob("run_sweep_trial_*"))) < 2:
         assert driver.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "the sweep never reached its second trial"
-        files = [f for f in experiment.glob("*state-*") if f.name.startswith(SNAPSHOT_FILES[stale])]
-        if len(list(experiment.glob("run_sweep_trial_*"))) == 1 and len(files) == len(SNAPSHOT_FILES[stale]):
-            with contextlib.suppress(OSError, ValueError):  # a file Tune is copying: take the next one
-                copies = {f: f.read_bytes() for f in files}
-                for f, data in copies.items():  # (search_gen_state-*.json is a pickle, despite its name)
-                    json.loads(data) if f.name.startswith("experiment_state-") else None
-                early = copies
+        assert time.monotonic() < deadline, "the sweep never got past its first trial's snapshot"
+        if early is None:
+            early = snapshot_side(experiment, stale)
         time.sleep(0.05)
-    time.sleep(1.0)  # the second trial has run an epoch or two: both sides have moved on
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    assert early, "no snapshot was on storage while the first trial ran"
     for f, data in early.items():
         f.write_bytes(data)
-    assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    resumed = trivial_driver("resume", workdir, log)
+    try:
+        assert resumed.wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(resumed.pid, signal.SIGKILL)  # a stalled resume and its Ray: never left running
     assert check_small_sweep(workdir) == []
 
 
