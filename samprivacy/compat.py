@@ -98,6 +98,41 @@ def drop_torn_searcher_state(experiment_path: str) -> bool:
     return True
 
 
+LIMITER_STATE = "name:ConcurrencyLimiter"  # SearchGenerator.save_to_dir's key for the limiter wrapping a searcher
+
+
+def release_concurrency_limiter(experiment_path: str) -> bool:
+    """A snapshot written before the sweep's searcher limited concurrency itself holds Tune's ConcurrencyLimiter
+    limiting, with its own list of running trials; restored so, it drops the end of every trial missing from
+    that list, and the searcher, which counts the running trials by Tune's record, then waits for it forever.
+    Set the limiter in the newest search generator state to pass every call through, as a new experiment's
+    does. Returns whether it had to."""
+    import pyarrow.fs
+    from ray import cloudpickle
+
+    remote = "://" in experiment_path
+    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if remote else str(Path(experiment_path).resolve()))
+    names = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
+                   if info.base_name.startswith(SEARCHER_FILES[1]))
+    if not names:
+        return False
+    with fs.open_input_stream(names[-1]) as stream:
+        state = cloudpickle.loads(stream.readall())
+    limiter = state.get(LIMITER_STATE)
+    if not limiter or not limiter.get("_limit_concurrency"):
+        return False
+    limiter.update(_limit_concurrency=False, live_trials=set(), num_unfinished_live_trials=0)
+    data = cloudpickle.dumps(state)
+    if remote:
+        with fs.open_output_stream(names[-1]) as stream:
+            stream.write(data)
+    else:
+        partial = Path(names[-1]).with_name(f".{Path(names[-1]).name}.partial")
+        partial.write_bytes(data)
+        partial.replace(names[-1])
+    return True
+
+
 def tune_trials(experiment_path: str) -> dict[str, tuple[str, dict]] | None:
     """The trials of the experiment's newest snapshot on storage, as Tune will restore them: trial id -> (status,
     config). None where there is no snapshot. (Tune copies each snapshot to storage after writing it, file by file

@@ -95,6 +95,50 @@ def test_a_torn_or_half_copied_searcher_state_is_removed_so_tune_restores_the_ex
     assert not compat.drop_torn_searcher_state(str(tmp_path))  # nothing of the searcher's: nothing to do
 
 
+def test_an_earlier_version_s_limiter_is_restored_passing_every_trial_s_end_through(tmp_path):
+    """An earlier version let Tune's ConcurrencyLimiter limit, with its own list of running trials; restored as
+    saved, it drops the end of a trial missing from that list (one its stale list lost), and the searcher,
+    which now counts running trials itself, waits for that end forever."""
+    import pickle
+
+    from ray.tune.search import ConcurrencyLimiter, Searcher
+    from ray.tune.search.search_generator import SearchGenerator
+
+    class Book(Searcher):
+        def __init__(self, limits: bool):
+            super().__init__()
+            self.limits, self.ended = limits, []
+
+        def set_max_concurrency(self, max_concurrent: int) -> bool:
+            return self.limits
+
+        def suggest(self, trial_id):
+            return {"x": 1}
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.ended.append(trial_id)
+
+        def save(self, checkpoint_path):
+            with open(checkpoint_path, "wb") as f:
+                pickle.dump({}, f)
+
+        def restore(self, checkpoint_path):
+            pass
+
+    old = SearchGenerator(ConcurrencyLimiter(Book(limits=False), max_concurrent=1))
+    old.searcher.suggest("t0")  # the old limiter's list: t0 (its list lost t1, which Tune runs again)
+    old.save_to_dir(str(tmp_path), session_str="2026-12-07_10-00-00")
+    assert compat.release_concurrency_limiter(str(tmp_path))
+    assert not compat.release_concurrency_limiter(str(tmp_path))  # once is enough
+
+    book = Book(limits=True)  # this version's searcher: it limits itself
+    new = SearchGenerator(ConcurrencyLimiter(book, max_concurrent=1))
+    new.restore_from_dir(str(tmp_path))
+    new.searcher.on_trial_complete("t1")
+    assert book.ended == ["t1"]  # before: dropped, since t1 is not in the old list
+    assert new.searcher.suggest("t2") == {"x": 1}  # and the old list no longer holds the one slot
+
+
 def test_ray_still_has_the_autoscaling_status_key_and_reader():
     try:
         from ray._private import ray_constants

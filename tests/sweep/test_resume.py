@@ -355,20 +355,20 @@ def test_a_driver_killed_before_recording_a_duplicate_is_resumed_with_the_duplic
 SNAPSHOT_FILES = {"tune": ("experiment_state-",), "searcher": ("searcher-state-", "search_gen_state-")}
 
 
-def snapshot_side(experiment, stale: str) -> dict | None:
-    """The files of one side of the snapshot on storage, if each is whole and it records one Tune trial only."""
+def snapshot_side(experiment, stale: str) -> tuple[dict, int] | None:
+    """The files of one side of the snapshot on storage and how many Tune trials they record, if each is whole."""
     files = [f for f in experiment.glob("*state-*") if f.name.startswith(SNAPSHOT_FILES[stale])]
     if len(files) != len(SNAPSHOT_FILES[stale]):
         return None
     try:  # a file Tune is copying may be cut short: take a later one
         copies = {f: f.read_bytes() for f in files}
-        loaded = {f.name.split("-")[0]: (json.loads(data) if f.suffix == ".json" and f.name.startswith(
-            "experiment_state-") else pickle.loads(data)) for f, data in copies.items()}
+        loaded = {f.name.split("-")[0]: (json.loads(data) if f.name.startswith("experiment_state-")
+                                         else pickle.loads(data)) for f, data in copies.items()}
     except (OSError, ValueError, EOFError, pickle.UnpicklingError):
         return None
     trials = (len(loaded["experiment_state"]["trial_data"]) if stale == "tune"
               else len(loaded["searcher"]["live"]) + len(loaded["searcher"]["ended"]))
-    return copies if trials == 1 else None
+    return copies, trials
 
 
 @pytest.mark.parametrize("stale", ["tune", "searcher"])
@@ -384,13 +384,14 @@ def test_a_kill_during_tunes_copy_of_a_snapshot_is_resumed_from_tunes_own_record
     driver = trivial_driver("run", workdir, log, spec=spec)
     deadline = time.monotonic() + 240
 
-    def moved_on() -> bool:  # that side on storage is no longer what was kept: the two sides now differ
-        return early is not None and any(not f.exists() or f.read_bytes() != data for f, data in early.items())
-    while not moved_on() or len(list(experiment.glob("run_sweep_trial_*"))) < 2:
+    while True:  # keep that side while it records the first trial alone; kill once it records the second too
         assert driver.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the sweep never got past its first trial's snapshot"
-        if early is None:
-            early = snapshot_side(experiment, stale)
+        side = snapshot_side(experiment, stale)
+        if side is not None and side[1] == 1:
+            early = side[0]
+        elif side is not None and side[1] > 1 and early is not None:
+            break
         time.sleep(0.05)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
@@ -402,11 +403,13 @@ def test_a_kill_during_tunes_copy_of_a_snapshot_is_resumed_from_tunes_own_record
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(resumed.pid, signal.SIGKILL)  # a stalled resume and its Ray: never left running
-    assert check_small_sweep(workdir) == []
+    assert check_small_sweep(workdir, settled_again=True) == []
 
 
-def check_small_sweep(workdir) -> list[int]:
-    """What must hold after the resume, whatever the kill interrupted; returns the interrupted proposals."""
+def check_small_sweep(workdir, settled_again: bool = False) -> list[int]:
+    """What must hold after the resume, whatever the kill interrupted; returns the interrupted proposals.
+    settled_again: Tune may also hold trials that re-reported a measured trial's finished MLflow run (a unit
+    whose end the restored state lost trains again and settles at once from its run)."""
     trials = study_of(workdir)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     # asked but never given parameters (a kill between ask() and suggest): failed with that reason, nothing else
@@ -423,8 +426,15 @@ def check_small_sweep(workdir) -> list[int]:
     from ray.tune import ExperimentAnalysis
 
     tune_trials = ExperimentAnalysis(str(workdir / "tune" / "small")).trials
-    assert sorted(t.status for t in tune_trials) == ["TERMINATED", "TERMINATED"]  # each configuration once
-    assert sorted(t.trial_id for t in tune_trials) == sorted(t.user_attrs["tune_trial_id"] for t in measured)
+    measured_ids = sorted(t.user_attrs["tune_trial_id"] for t in measured)
+    if settled_again:
+        assert all(t.status == "TERMINATED" for t in tune_trials)
+        assert set(measured_ids) <= {t.trial_id for t in tune_trials}
+        measured_runs = {t.config["mlflow_run_id"] for t in tune_trials if t.trial_id in measured_ids}
+        assert {t.config["mlflow_run_id"] for t in tune_trials} == measured_runs  # no run of its own
+    else:
+        assert sorted(t.status for t in tune_trials) == ["TERMINATED", "TERMINATED"]  # each configuration once
+        assert sorted(t.trial_id for t in tune_trials) == measured_ids
     client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("small").experiment_id], max_results=1000)
     kinds = sorted(r.data.tags["samprivacy.kind"] for r in runs)
