@@ -20,24 +20,45 @@ import json
 from pathlib import Path
 from typing import Any
 
+from samprivacy.files import write_bytes_atomic
+
 # TuneController.save_to_dir writes these keys under "runner_data" of experiment_state-*.json (Ray 2.60).
 PENDING_DECISION_KEYS = ("_cached_trial_decisions", "_queued_trial_decisions")
 RUNTIME_ENV_LOGGER = "ray._private.runtime_env.packaging"
 
 
-def _newest_experiment_state(experiment_path: str) -> tuple[Any, str, dict] | None:
-    """(filesystem, path, contents) of the experiment's newest snapshot on storage: the one Tune restores (Tune
-    takes the last experiment_state-*.json by name); None where there is none."""
+def _experiment_files(experiment_path: str, prefix: str) -> tuple[Any, list[str]]:
+    """(filesystem, paths sorted by name) of the experiment's files on storage whose names start with `prefix`.
+    Tune names its snapshot files by the driver session's start, so the last path is the newest (Tune restores
+    the last by name)."""
     import pyarrow.fs
 
     remote = "://" in experiment_path
     fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if remote else str(Path(experiment_path).resolve()))
-    names = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
-                   if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json"))
-    if not names:
-        return None
-    with fs.open_input_stream(names[-1]) as stream:
-        return fs, names[-1], json.loads(stream.readall())
+    return fs, sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
+                      if info.base_name.startswith(prefix))
+
+
+def _read(fs: Any, path: str) -> bytes:
+    with fs.open_input_stream(path) as stream:
+        return stream.readall()
+
+
+def _rewrite(fs: Any, experiment_path: str, path: str, data: bytes) -> None:
+    """Replace a snapshot file whole: an object store's upload appears at once; a local file is renamed into place."""
+    if "://" in experiment_path:
+        with fs.open_output_stream(path) as stream:
+            stream.write(data)
+    else:
+        write_bytes_atomic(path, data)
+
+
+def _newest_experiment_state(experiment_path: str) -> tuple[Any, str, dict] | None:
+    """(filesystem, path, contents) of the experiment's newest snapshot on storage: the one Tune restores; None
+    where there is none."""
+    fs, names = _experiment_files(experiment_path, "experiment_state-")
+    names = [name for name in names if name.endswith(".json")]
+    return (fs, names[-1], json.loads(_read(fs, names[-1]))) if names else None
 
 
 def clear_pending_trial_decisions(experiment_path: str) -> bool:
@@ -45,8 +66,6 @@ def clear_pending_trial_decisions(experiment_path: str) -> bool:
     Tune restores it. A STOP decided for an attempt that errored (its worker killed while it saved a checkpoint)
     would otherwise stop the resumed attempt at its first checkpoint: the trial ends TERMINATED without its
     results. Returns whether there were any."""
-    from samprivacy.files import write_json_atomic
-
     if (newest := _newest_experiment_state(experiment_path)) is None:
         return False
     fs, name, state = newest
@@ -54,11 +73,7 @@ def clear_pending_trial_decisions(experiment_path: str) -> bool:
     if not any(runner_data.get(key) for key in PENDING_DECISION_KEYS):
         return False
     runner_data.update({key: {} for key in PENDING_DECISION_KEYS})
-    if "://" in experiment_path:
-        with fs.open_output_stream(name) as stream:
-            stream.write(json.dumps(state).encode())
-    else:
-        write_json_atomic(name, state, indent=None)
+    _rewrite(fs, experiment_path, name, json.dumps(state).encode())
     return True
 
 
@@ -73,29 +88,18 @@ def drop_torn_searcher_state(experiment_path: str) -> bool:
     Returns whether anything was removed."""
     import pickle
 
-    import pyarrow.fs
-
-    remote = "://" in experiment_path
-    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if remote else str(Path(experiment_path).resolve()))
-    files = [info for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
-             if info.base_name.startswith(SEARCHER_FILES)]
-    newest = [max((f.path for f in files if f.base_name.startswith(prefix)), default=None) for prefix in SEARCHER_FILES]
+    listed = [_experiment_files(experiment_path, prefix) for prefix in SEARCHER_FILES]
+    fs, files = listed[0][0], [path for _, paths in listed for path in paths]
     if not files:
         return False
-    whole = True
-    for path in newest:
-        try:
-            if path is None:
-                raise FileNotFoundError
-            with fs.open_input_stream(path) as stream:
-                pickle.loads(stream.readall())
-        except Exception:  # missing, truncated or half-written: any of them makes Tune's restore fail
-            whole = False
-    if whole:
-        return False
-    for info in files:
-        fs.delete_file(info.path)
-    return True
+    try:
+        for _, paths in listed:
+            pickle.loads(_read(fs, paths[-1]))  # IndexError where one of the two is missing
+    except Exception:  # missing, truncated or half-written: any of them makes Tune's restore fail
+        for path in files:
+            fs.delete_file(path)
+        return True
+    return False
 
 
 LIMITER_STATE = "name:ConcurrencyLimiter"  # SearchGenerator.save_to_dir's key for the limiter wrapping a searcher
@@ -107,29 +111,17 @@ def release_concurrency_limiter(experiment_path: str) -> bool:
     that list, and the searcher, which counts the running trials by Tune's record, then waits for it forever.
     Set the limiter in the newest search generator state to pass every call through, as a new experiment's
     does. Returns whether it had to."""
-    import pyarrow.fs
     from ray import cloudpickle
 
-    remote = "://" in experiment_path
-    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if remote else str(Path(experiment_path).resolve()))
-    names = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(root))
-                   if info.base_name.startswith(SEARCHER_FILES[1]))
+    fs, names = _experiment_files(experiment_path, SEARCHER_FILES[1])
     if not names:
         return False
-    with fs.open_input_stream(names[-1]) as stream:
-        state = cloudpickle.loads(stream.readall())
+    state = cloudpickle.loads(_read(fs, names[-1]))
     limiter = state.get(LIMITER_STATE)
     if not limiter or not limiter.get("_limit_concurrency"):
         return False
     limiter.update(_limit_concurrency=False, live_trials=set(), num_unfinished_live_trials=0)
-    data = cloudpickle.dumps(state)
-    if remote:
-        with fs.open_output_stream(names[-1]) as stream:
-            stream.write(data)
-    else:
-        partial = Path(names[-1]).with_name(f".{Path(names[-1]).name}.partial")
-        partial.write_bytes(data)
-        partial.replace(names[-1])
+    _rewrite(fs, experiment_path, names[-1], cloudpickle.dumps(state))
     return True
 
 

@@ -29,6 +29,11 @@ def write_json_atomic(path: str | Path, document: Any, **dump_kwargs: Any) -> Pa
     return _atomic(path, lambda f: json.dump(document, f, **{"indent": 2, **dump_kwargs}))
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` the same way."""
+    return _atomic(path, lambda f: f.write(data), mode="wb")
+
+
 def save_torch_atomic(state: Any, path: str | Path) -> Path:
     """torch.save(state) to `path` the same way (a reader never sees half a file)."""
     import torch  # here: files.py is imported by code that must not need torch
