@@ -8,6 +8,7 @@ metrics, per-epoch curves and downloadable artifacts, the `pareto` tags and the 
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
@@ -55,7 +56,7 @@ def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
             return response.status == 200
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):  # nothing there yet, or not HTTP
         return False
 
 
@@ -76,12 +77,27 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}"
 
 
-def wait_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
+def wait_healthy(process: subprocess.Popen, url: str, log: Path) -> bool:
+    """Whether the server answers; False when it exited first (its port was taken meanwhile)."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not _healthy(url):
-        if process.poll() is not None or time.monotonic() > deadline:
+        if process.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
             pytest.fail(f"`mlflow server` did not answer {url}/health:\n{log.read_text()[-4000:]}")
         time.sleep(0.25)
+    return True
+
+
+def start_healthy_server(root: Path) -> tuple[subprocess.Popen, str]:
+    """A port found free is free only until another process binds it; the server binds it seconds later (once a
+    Ray starting beside it took it, and /health reached Ray's gRPC server). A server that exits before it
+    answers is started again on another port."""
+    for _ in range(3):
+        process, url = start_server(root)
+        if wait_healthy(process, url, root / "server.log"):
+            return process, url
+    pytest.fail(f"`mlflow server` exited three times before answering:\n{(root / 'server.log').read_text()[-4000:]}")
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -118,11 +134,10 @@ def served(tmp_path_factory) -> Served:
     import ray
 
     root = tmp_path_factory.mktemp("mlflow-server")
-    process, url = start_server(root)
-    started_ray = not ray.is_initialized()
+    started_ray, process = not ray.is_initialized(), None
     try:
-        runner.start_ray(None)  # while the server boots
-        wait_healthy(process, url, root / "server.log")
+        runner.start_ray(None)  # first: Ray binds many ports as it starts
+        process, url = start_healthy_server(root)
         spec = parse_spec({**SPEC, "storage": {"mlflow_uri": url}})
         outcome = runner.run(spec, workdir=root / "work")
         sweep = runner.prepare(spec, root / "work")
@@ -131,7 +146,8 @@ def served(tmp_path_factory) -> Served:
     finally:
         if started_ray:
             ray.shutdown()
-        stop_server(process)
+        if process is not None:
+            stop_server(process)
 
 
 def _runs(served: Served, kind: str) -> list:
