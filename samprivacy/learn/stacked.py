@@ -16,6 +16,10 @@ epoch earlier.
 What stacks: `nn.Sequential` of Flatten, Linear, ReLU and Tanh (the FC and MLP models) without augmentation.
 Anything else (BatchNorm, convolutions, image augmentation) trains in a row with `train`; `stackable` says which.
 Results agree with `train` to float tolerance (a batched matmul sums in another order), not bit for bit.
+
+A training pass is written out (`StackedNet.loss_backward`: the forward, softmax minus one-hot, each layer's
+gradient products), not recorded by autograd: a small model's step on a CPU is mostly per-operation cost. With
+bf16 mixed precision (`amp`) the pass goes through autograd, which handles autocast's mixed dtypes.
 """
 
 from __future__ import annotations
@@ -90,19 +94,59 @@ class StackedNet:
     def models(self) -> int:
         return self.params[0].shape[0]
 
-    def __call__(self, x: torch.Tensor, shared: bool = False, params: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, shared: bool = False, params: list[torch.Tensor] | None = None,
+                 saved: list[tuple[type[nn.Module], torch.Tensor, torch.Tensor | None]] | None = None) -> torch.Tensor:
         """(K, B, *input) -> (K, B, classes): model k sees x[k]; shared: (B, *input) -> (K, B, classes), all see x.
-        params: other stacked weights of the same shapes (the best or averaged ones) instead of the trained ones."""
+        params: other stacked weights of the same shapes (the best or averaged ones) instead of the trained ones.
+        saved: a list to which every layer appends what its gradient needs (Linear: its input and weight;
+        activations: their output), for `loss_backward`."""
         h, p = (x.flatten(1) if shared else x.flatten(2)), iter(self.params if params is None else params)
         for kind in self.layers:
             if kind is nn.Linear:
                 weight, bias = next(p), next(p)
                 if h.dim() == 2:  # one input for every model (evaluation)
                     h = h.expand(len(weight), *h.shape)
+                if saved is not None:
+                    saved.append((kind, h, weight))
                 h = torch.baddbmm(bias.unsqueeze(1), h, weight)
             elif kind in ACTIVATIONS:
                 h = ACTIVATIONS[kind](h)
+                if saved is not None:
+                    saved.append((kind, h, None))
         return h
+
+    def loss_backward(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | float
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training pass written out: the forward and backward of every model's weighted cross-entropy.
+
+        (K, B, *input) rows and (K, B) labels -> (K,) losses (sum over b of weight * ce) and the (K, B, classes)
+        logits; each stacked parameter's gradient is left in `.grad`. weight is (K, B), one weight per row (a
+        model's mean over a padded batch: mask / count), or one number (1 / B). The gradients are autograd's
+        through `__call__` and `F.cross_entropy` (d ce / d logits = softmax - onehot), without recording a graph:
+        a small model's step on a CPU is mostly per-operation cost, and this saves a share of it."""
+        saved: list[tuple[type[nn.Module], torch.Tensor, torch.Tensor | None]] = []
+        grads = iter(reversed(self.params))  # b_last, W_last, ..., b0, W0
+        with torch.no_grad():
+            logits = self(x, saved=saved)
+            scale = weight.unsqueeze(2) if isinstance(weight, torch.Tensor) else weight
+            target = y.unsqueeze(2)
+            grad = torch.log_softmax(logits, -1)
+            picked = grad.gather(2, target)
+            losses = (picked * scale).sum((1, 2)).neg_()
+            grad.exp_().scatter_add_(2, target, torch.full_like(picked, -1.0)).mul_(scale)  # (softmax - onehot) w
+            for i in range(len(saved) - 1, -1, -1):
+                kind, seen, weight_i = saved[i]  # seen: the layer's input (Linear) or output (activation)
+                if kind is nn.ReLU:  # dz = dh where relu(z) > 0: times sign(h), 1 there and 0 elsewhere
+                    grad = grad.mul_(seen.sign())  # (a boolean mask costs ten times as much on a CPU)
+                elif kind is nn.Tanh:  # dz = dh (1 - tanh(z)^2)
+                    grad = torch.addcmul(grad, grad, seen.square(), value=-1.0)
+                else:
+                    assert weight_i is not None
+                    next(grads).grad = grad.sum(1)
+                    next(grads).grad = torch.bmm(seen.transpose(1, 2), grad)
+                    if i > 0:
+                        grad = torch.bmm(grad, weight_i.transpose(1, 2))
+        return losses, logits
 
     def unstack(self, params: list[torch.Tensor] | None = None, into: list[nn.Module] | None = None) -> list[nn.Module]:
         """K ordinary modules holding `params` (default: the current weights), on the params' device: the modules
@@ -243,6 +287,12 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
             first: list[torch.Tensor] = []
 
             def closure() -> torch.Tensor:
+                if not amp:  # written out (autocast's mixed precision goes through autograd)
+                    losses, logits = net.loss_backward(xb, yb, mask / count.clamp(min=1).unsqueeze(1) if masked
+                                                       else 1.0 / config.batch_size)
+                    if not first:
+                        first.append(logits)
+                    return losses
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = net(xb)
                 ce = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape)

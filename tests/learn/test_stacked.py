@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from samprivacy.errors import ConfigError, TrainingDiverged
 from samprivacy.learn.models import build_model
 from samprivacy.learn.population import balanced_membership
-from samprivacy.learn.stacked import STACK_BYTES, stack_size, stackable, train_stacked
+from samprivacy.learn.stacked import STACK_BYTES, StackedNet, stack_size, stackable, train_stacked
 from samprivacy.learn.train import TrainConfig, train
 from samprivacy.spec import TrialConfig
 
@@ -120,3 +121,51 @@ def test_a_stack_holds_as_many_models_as_the_device_budget_allows():
     small_bytes = sum(p.numel() * 4 for p in small.parameters())
     assert stack_size(small, "cpu") == STACK_BYTES["cpu"] // small_bytes > 64
     assert stack_size(paper, "cpu") == 3  # the paper's FC: 1.3 M parameters each
+
+
+@pytest.mark.parametrize("model, hidden", [("mlp", (12, 8)), ("fc", (10,))])
+@pytest.mark.parametrize("padded", [False, True])
+def test_the_written_out_step_gives_autograds_losses_and_gradients(model, hidden, padded):
+    """The step's forward and backward, written out (softmax - onehot, ReLU/Tanh backward, batched products),
+    against autograd through the stack's forward and F.cross_entropy: ReLU (mlp) and Tanh (fc), whole batches
+    and padded ones (a model whose order ended early: its padded rows weigh nothing)."""
+    generator = torch.Generator().manual_seed(0)
+    models = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        models.append(build_model(model, (6,), 4, hidden=hidden))
+    k, b = len(models), 5
+    x, y = torch.randn(k, b, 6, generator=generator), torch.randint(0, 4, (k, b), generator=generator)
+    mask = torch.ones(k, b, dtype=torch.bool)
+    if padded:
+        mask[1, 3:] = False
+        mask[2, 1:] = False
+    count = mask.sum(1)
+    weight = mask / count.unsqueeze(1) if padded else 1.0 / b
+
+    reference = StackedNet(models, torch.device("cpu"))
+    ce = F.cross_entropy(reference(x).flatten(0, 1), y.flatten(), reduction="none").view(k, b)
+    expected = (ce * mask).sum(1) / count if padded else ce.mean(1)
+    expected.sum().backward()
+
+    net = StackedNet(models, torch.device("cpu"))
+    losses, logits = net.loss_backward(x, y, weight)
+    torch.testing.assert_close(losses, expected.detach())
+    torch.testing.assert_close(logits, reference(x).detach())
+    for ours, theirs in zip(net.params, reference.params, strict=True):
+        assert ours.grad is not None and ours.grad.shape == ours.shape
+        torch.testing.assert_close(ours.grad, theirs.grad)
+
+
+def test_mixed_precision_trains_through_autograd_and_lands_near_full_precision():
+    """amp (bf16 autocast; on by default on a GPU) keeps autograd's step: its weights stay near the written-out
+    full-precision step's."""
+    dataset = make_blobs()
+    models, indices = population(dataset)
+    full = TrialConfig(optimizer="sam", rho=0.1, epochs=2, batch_size=24, device="cpu", amp=False)
+    runs = [train_stacked(models(), dataset, [config.model_copy(update={"seed": s}) for s in SEEDS], indices)
+            for config in (full, full.model_copy(update={"amp": True}))]
+    for a, b in zip(*runs):
+        for p, q in zip(a.model.parameters(), b.model.parameters()):
+            assert not torch.equal(p, q)  # bf16 products: another path, not the same numbers
+            torch.testing.assert_close(q, p, atol=0.05, rtol=0.05)
