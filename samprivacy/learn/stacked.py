@@ -70,6 +70,12 @@ def stackable(model: nn.Module) -> bool:
     return True
 
 
+def plain_training(config: TrainConfig) -> bool:
+    """True when `config` trains as the stack does: no defense, no label smoothing, the best epoch on the
+    validation split (those hook into learn.train's loop only)."""
+    return config.defense is None and not config.label_smoothing and config.selection == "best_val"
+
+
 class StackedNet:
     """K copies of one Sequential architecture, weights stacked on a leading model axis: W (K, in, out), b (K, out).
 
@@ -224,6 +230,9 @@ def train_stacked(models: list[nn.Module], dataset: Dataset, configs: list[Train
         raise ConfigError(f"`epochs` and `batch_size` must be >= 1, got {config.epochs} and {config.batch_size}")
     if resolve_augment(config.augment, dataset.feature_kind):
         raise ConfigError("augmented images draw crops per model; train these models in a row with `train`")
+    if not plain_training(config):
+        raise ConfigError("a defense, label smoothing or last-epoch selection hooks into `train` only; train these "
+                          "models in a row with `train`")
     start = time.perf_counter()
     device = resolve_device(config.device)
     amp = config.amp if config.amp is not None else device.type == "cuda"

@@ -19,7 +19,7 @@ import torch
 from samprivacy.audit import AttackMetrics, run_attacks
 from samprivacy.learn.data.base import Dataset
 from samprivacy.learn.population import ModelStats, PopulationPlan, model_statistics
-from samprivacy.learn.stacked import stack_size, stackable, train_stacked
+from samprivacy.learn.stacked import plain_training, stack_size, stackable, train_stacked
 from samprivacy.learn.train import TrainResult, resolve_augment, train
 from samprivacy.pipeline.setup import new_model
 from samprivacy.spec import TrialConfig
@@ -68,7 +68,7 @@ def stack_models(config: TrialConfig, dataset: Dataset) -> int:
     """How many models of `config` train as one stacked model: FC/MLP models without augmentation, as many as
     learn.stacked.stack_size allows on the trial's device; 1 (one at a time) for every other model, and for
     plain training's variants that hook into learn.train only (a defense, label smoothing, last-epoch selection)."""
-    if config.defense is not None or config.label_smoothing or config.selection != "best_val":
+    if not plain_training(config):
         return 1
     model = new_model(config, dataset, 0)
     if not stackable(model) or resolve_augment(config.augment, dataset.feature_kind):

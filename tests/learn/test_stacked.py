@@ -106,6 +106,11 @@ def test_what_cannot_stack_is_refused_with_the_way_out():
         train_stacked(models(), images, configs, indices)  # augmentation is on for images
     with pytest.raises(ConfigError, match="except their seeds"):
         train_stacked(models(), images, [configs[0].model_copy(update={"lr": 0.1}), *configs[1:]], indices)
+    dataset = make_blobs()
+    models, indices = population(dataset)
+    for change in ({"label_smoothing": 0.1}, {"selection": "last"}, {"defense": "advreg"}):
+        with pytest.raises(ConfigError, match="in a row"):  # the stack would train them without it
+            train_stacked(models(), dataset, [c.model_copy(update=change) for c in configs], indices)
 
 
 def test_a_diverging_model_in_the_stack_names_the_epoch():
