@@ -86,7 +86,7 @@ class StackedNet:
         if not models or not all(stackable(m) for m in models):
             raise ConfigError("only Sequential models of Linear, ReLU and Tanh layers stack; train the others in a row")
         nets = [cast(nn.Sequential, m) for m in models]
-        self.template = copy.deepcopy(nets[0]).cpu()
+        self.names = [name for name, _ in nets[0].named_parameters()]  # 0.weight, 0.bias, ... as params
         self.layers = [type(m) for m in nets[0]]
         self.params: list[torch.Tensor] = []  # W0, b0, W1, b1, ... (leaves with gradients)
         for j, layer in enumerate(nets[0]):
@@ -154,16 +154,13 @@ class StackedNet:
                         grad = torch.bmm(grad, weight_i.transpose(1, 2))
         return losses, logits
 
-    def unstack(self, params: list[torch.Tensor] | None = None, into: list[nn.Module] | None = None) -> list[nn.Module]:
-        """K ordinary modules holding `params` (default: the current weights), on the params' device: the modules
-        `into` (the K models the stack was made from, as `train` returns the model it was given), else new ones."""
-        params = self.params if params is None else params
-        names = [name for name, _ in self.template.named_parameters()]
-        out: list[nn.Module] = into if into is not None else [copy.deepcopy(self.template) for _ in range(self.models)]
-        for k, model in enumerate(out):
+    def unstack(self, params: list[torch.Tensor], into: list[nn.Module]) -> list[nn.Module]:
+        """`into` (K modules of the stacked architecture: the models the stack was made from, as `train` returns
+        the model it was given) holding the stacked `params`, moved to the params' device."""
+        for k, model in enumerate(into):
             model.to(params[0].device).load_state_dict(
-                {name: (p[k].T if name.endswith("weight") else p[k]).detach() for name, p in zip(names, params)})
-        return out
+                {name: (p[k].T if name.endswith("weight") else p[k]).detach() for name, p in zip(self.names, params)})
+        return into
 
 
 def _batches(order: list[torch.Tensor], batch_size: int) -> torch.Tensor:
