@@ -5,6 +5,13 @@ these were checked against; lifting a cap means running those tests.
     clear_pending_trial_decisions   Ray Tune: the driver's per-trial decisions saved with the experiment state, which
                                     Tune restores as they were (no API clears them): resume clears a dead
                                     driver's
+    drop_torn_searcher_state        Ray Tune: the searcher's snapshot files, removed when a kill tore them (Tune
+                                    would refuse to restore the experiment)
+    release_concurrency_limiter     Ray Tune: an earlier version's ConcurrencyLimiter state in the search generator's
+                                    snapshot, set to pass every trial through
+    tune_trials                     Ray Tune: the trials of the newest snapshot on storage, read as Tune restores them
+    restore_deleted_checkpoints     Ray Tune: a checkpoint the newest snapshot names but Tune already deleted (a kill
+                                    between the two), put back from the one that replaced it
     autoscaling_status              Ray: autoscaler v1's status in the GCS key-value store (no public reader)
     RUNTIME_ENV_LOGGER              Ray: the logger that prints every package upload of a job (silenced while submitting)
     sklearn_digits_file             scikit-learn: where its bundled digits data lies, read without importing
@@ -17,7 +24,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
+import shutil
+import uuid
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from samprivacy.files import write_bytes_atomic
@@ -137,6 +146,69 @@ def tune_trials(experiment_path: str) -> dict[str, tuple[str, dict]] | None:
         trial = json.loads(trial_state)
         trials[trial["trial_id"]] = (trial["status"], trial.get("config") or {})
     return trials
+
+
+CHECKPOINT_PREFIX = "checkpoint_"  # StorageContext._make_checkpoint_dir_name: checkpoint_000003 (Ray 2.60)
+
+
+def restore_deleted_checkpoints(experiment_path: str) -> list[str]:
+    """Put back, before Tune restores the experiment, each checkpoint that its newest snapshot names for a trial
+    that runs again but that is no longer on storage; returns the ids of the trials put right.
+
+    With `CheckpointConfig(num_to_keep=1)` Tune deletes a trial's checkpoint as soon as it records the next one,
+    while the snapshot that names the new one reaches storage later, in the background. A driver killed between
+    the two leaves a snapshot whose trial cannot be restored ("does not exist on storage anymore"): every retry
+    fails the same way and the trial ends in ERROR. The checkpoint that replaced it is on storage (a trial
+    reports a checkpoint only once it is written there, and it is deleted only when a newer one is recorded), so
+    the oldest checkpoint after the missing one is copied into its place: the trial goes on from there, and its
+    epochs before it are in MLflow already (a trial logs its curves before it reports a checkpoint). With none
+    after it (something else deleted them), an empty checkpoint is left in its place: the trial finds no state
+    in it and trains from its first epoch again."""
+    import pyarrow.fs
+    from ray.tune.experiment import Trial
+
+    if (newest := _newest_experiment_state(experiment_path)) is None:
+        return []
+    fs, snapshot, state = newest
+    experiment = PurePosixPath(snapshot).parent  # where the trials' folders are now (the snapshot's paths may be old)
+    repaired = []
+    for trial_state, metadata in state.get("trial_data", []):
+        trial = Trial.from_json_state(trial_state, stub=True)
+        trial.restore_run_metadata(metadata)
+        if trial.status == Trial.TERMINATED or trial.checkpoint is None:
+            continue
+        named = PurePosixPath(trial.checkpoint.path)
+        folder, missing = experiment / named.parent.name, str(experiment / named.parent.name / named.name)
+        if fs.get_file_info(missing).type != pyarrow.fs.FileType.NotFound:
+            continue
+        later = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(str(folder), allow_not_found=True))
+                       if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(CHECKPOINT_PREFIX)
+                       and info.base_name > named.name)
+        _put_folder(fs, later[0] if later else None, missing)
+        repaired.append(trial.trial_id)
+    return repaired
+
+
+def _put_folder(fs: Any, source: str | None, target: str) -> None:
+    """A copy of folder `source` (None: an empty folder) at `target`, whole or not at all: on a local disk it is
+    made beside `target` and renamed into place; an object store shows each uploaded object whole."""
+    import pyarrow.fs
+
+    if not isinstance(fs, pyarrow.fs.LocalFileSystem):
+        if source is None:
+            fs.create_dir(target)
+        else:
+            pyarrow.fs.copy_files(source, target, source_filesystem=fs, destination_filesystem=fs)
+        return
+    staging = Path(target).parent / f".{Path(target).name}.{uuid.uuid4().hex[:8]}"
+    try:
+        staging.mkdir(parents=True)  # the permissions Tune's own folders get
+        if source is not None:
+            shutil.copytree(source, staging, dirs_exist_ok=True)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def autoscaling_status() -> dict | None:

@@ -70,6 +70,52 @@ def test_the_trials_tune_restores_are_read_from_its_newest_snapshot_as_tune_writ
     assert compat.tune_trials(str(tmp_path / "none")) is None  # no snapshot
 
 
+def test_a_checkpoint_tune_deleted_before_its_snapshot_said_so_is_put_back_from_the_one_after_it(tmp_path):
+    """Tune (num_to_keep=1) deletes a trial's checkpoint as it records the next, and the snapshot naming the next
+    reaches storage later: a kill between leaves a snapshot naming a deleted checkpoint, and the restored trial
+    errors on every retry (seen in the killed-driver drill). Written here as the installed Tune writes trials;
+    the snapshot was written where the experiment lay before (/moved/exp): the trials' folders are found here."""
+    from ray.train._internal.session import _TrainingResult
+    from ray.train._internal.storage import StorageContext
+    from ray.tune import Checkpoint
+    from ray.tune.experiment import Trial
+
+    assert StorageContext._make_checkpoint_dir_name(3) == f"{compat.CHECKPOINT_PREFIX}000003", (
+        "Ray Tune names checkpoint folders differently; see samprivacy.compat.restore_deleted_checkpoints")
+    experiment = tmp_path / "exp"
+
+    def trial(trial_id: str, status: str, named: int | None, on_storage: dict[int, bytes]) -> Trial:
+        made = Trial("fn", trial_id=trial_id, stub=True, storage=StorageContext(
+            storage_path="/moved", experiment_dir_name="exp", trial_dir_name=f"t_{trial_id}"))
+        made.create_placement_group_factory()
+        if named is not None:
+            path = f"/moved/exp/t_{trial_id}/checkpoint_{named:06d}"
+            made.on_checkpoint(_TrainingResult(checkpoint=Checkpoint(path), metrics={"epoch": named}))
+        made.set_status(status)
+        for index, data in on_storage.items():
+            (experiment / f"t_{trial_id}" / f"checkpoint_{index:06d}").mkdir(parents=True)
+            (experiment / f"t_{trial_id}" / f"checkpoint_{index:06d}" / "state.pt").write_bytes(data)
+        return made
+
+    trials = [trial("a", Trial.RUNNING, 1, {2: b"epoch 2", 3: b"epoch 3, being written"}),
+              trial("b", Trial.ERROR, 4, {}),  # none after it either: it starts over
+              trial("c", Trial.TERMINATED, 1, {2: b"x"}),  # ended: not restored, left alone
+              trial("d", Trial.PENDING, 1, {1: b"whole"}),  # on storage: left alone
+              trial("e", Trial.PENDING, None, {})]  # never checkpointed
+    snapshot = experiment / "experiment_state-2026-12-07_22-00-00.json"
+    snapshot.write_text(json.dumps({"trial_data": [list(t.get_json_state()) for t in trials], "runner_data": {}}))
+
+    assert compat.restore_deleted_checkpoints(str(experiment)) == ["a", "b"]
+    assert (experiment / "t_a" / "checkpoint_000001" / "state.pt").read_bytes() == b"epoch 2"  # the oldest after it
+    assert (experiment / "t_a" / "checkpoint_000002" / "state.pt").read_bytes() == b"epoch 2"  # still there
+    assert list((experiment / "t_b" / "checkpoint_000004").iterdir()) == []
+    assert not (experiment / "t_c" / "checkpoint_000001").exists()
+    assert sorted(p.name for p in (experiment / "t_a").iterdir()) == [f"checkpoint_00000{i}" for i in (1, 2, 3)]
+    assert compat.restore_deleted_checkpoints(str(experiment)) == []  # nothing missing now
+    (tmp_path / "none").mkdir()
+    assert compat.restore_deleted_checkpoints(str(tmp_path / "none")) == []  # no snapshot
+
+
 def test_a_torn_or_half_copied_searcher_state_is_removed_so_tune_restores_the_experiment(tmp_path):
     """Tune restores its searcher only from both files whole; a kill while it copied them to storage leaves one
     missing or cut short, and Tune's restore then fails. Without either, Tune starts a fresh searcher."""

@@ -25,7 +25,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
 from samprivacy.compat import (clear_pending_trial_decisions, drop_torn_searcher_state,
-                               release_concurrency_limiter, tune_trials)
+                               release_concurrency_limiter, restore_deleted_checkpoints, tune_trials)
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
 from samprivacy.sweep.cluster import join_cluster, start_ray  # noqa: F401 (start_ray: runner's API)
@@ -156,6 +156,7 @@ def _execute(sweep: Sweep, spec_file: str | Path | None, on_progress: Progress |
             clear_pending_trial_decisions(sweep.segment_path(segment))  # a dead driver's (samprivacy.compat)
             drop_torn_searcher_state(sweep.segment_path(segment))  # Tune would refuse to restore the experiment
             release_concurrency_limiter(sweep.segment_path(segment))  # a snapshot of an earlier version's
+            restore_deleted_checkpoints(sweep.segment_path(segment))  # deleted by Tune before its snapshot said so
             # which trials run again comes from Tune's own snapshot on storage, not from the searcher's file of it,
             # which a kill during Tune's copy of the snapshot can leave from another moment (search.restoring)
             with restoring(tune_trials(sweep.segment_path(segment))):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pickle
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -404,6 +406,86 @@ def test_a_kill_during_tunes_copy_of_a_snapshot_is_resumed_from_tunes_own_record
         with contextlib.suppress(ProcessLookupError):
             os.killpg(resumed.pid, signal.SIGKILL)  # a stalled resume and its Ray: never left running
     assert check_small_sweep(workdir, settled_again=True) == []
+
+
+def kill_with_its_ray(driver: subprocess.Popen) -> None:
+    """SIGKILL the driver and every process below it (its Ray, its trial workers), and wait until all are gone."""
+    processes = descendants(driver.pid)
+    for pid in [driver.pid, *processes]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    driver.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie runs nothing
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 60
+    while [pid for pid in processes if alive(pid)]:
+        assert time.monotonic() < deadline, [cmdline(pid) for pid in processes if alive(pid)]
+        time.sleep(0.05)
+
+
+def running_with_checkpoint(experiment) -> list[tuple[str, str]]:
+    """(trial id, checkpoint folder) of each trial the newest snapshot on storage holds as running, with a
+    checkpoint on storage at one of its first three epochs (three more to go: it is still running at the kill)."""
+    from ray.tune import ExperimentAnalysis
+
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # trials write no results
+    try:
+        trials = ExperimentAnalysis(str(experiment)).trials
+    except Exception:  # noqa: BLE001 - no snapshot yet, or one being replaced
+        return []
+    return [(t.trial_id, t.checkpoint.path) for t in trials  # (read back, a RUNNING trial says PENDING)
+            if t.status == "PENDING" and t.checkpoint is not None and os.path.isdir(t.checkpoint.path)
+            and (t.last_result or {}).get("epoch", 9) <= 3]
+
+
+@pytest.mark.parametrize("after", ["replaced", "none"])
+def test_a_checkpoint_deleted_before_the_snapshot_that_replaced_it_is_resumed_from_its_successor(tmp_path, after):
+    """Tune (num_to_keep=1) deletes a trial's checkpoint as soon as it records the next one, and the snapshot that
+    names the next reaches storage later, in the background: a kill between the two left a snapshot naming a
+    deleted checkpoint, and the resumed trial failed on every retry and ended in ERROR (found by the repeated
+    runs of the killed-driver drill). Made certain here: after the kill, the named checkpoint of a running trial
+    moves to the next index ("replaced", as Tune leaves it), or is gone with nothing after it ("none"). The
+    resume goes on from the next one (no epoch before it is trained again), or trains that trial from its first
+    epoch; either way the sweep finishes whole."""
+    import torch
+
+    workdir, log = tmp_path / "work", open(tmp_path / "run.log", "w")
+    experiment = workdir / "tune" / "small"
+    driver = trivial_driver("run", workdir, log)
+    deadline = time.monotonic() + 240
+    while not running_with_checkpoint(experiment):
+        assert driver.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no snapshot held a running trial with a checkpoint"
+        time.sleep(0.05)
+    kill_with_its_ray(driver)  # no trial worker writes a checkpoint after the kill
+    (trial_id, named), *_ = running_with_checkpoint(experiment)  # as the resume will find it
+    epoch = torch.load(os.path.join(named, "train_state.pt"), weights_only=True)["epoch"]
+    folder, index = os.path.dirname(named), int(named.rsplit("_", 1)[1])
+    later = sorted(f for f in os.listdir(folder) if f.startswith("checkpoint_") and int(f.split("_")[1]) > index)
+    if after == "replaced" and not later:
+        os.rename(named, os.path.join(folder, f"checkpoint_{index + 1:06d}"))  # the next one, with the same state
+    else:  # "replaced": the next one is there already
+        shutil.rmtree(named)
+        for f in later if after == "none" else []:
+            shutil.rmtree(os.path.join(folder, f))
+
+    assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    check_small_sweep(workdir)
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("small").experiment_id],
+                              f"tags.`samprivacy.trial_id` = '{trial_id}'")
+    assert_whole_curves(client, runs, SMALL["train"]["epochs"])
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_acc")]
+    if after == "replaced":  # went on from the checkpoint: the epochs up to it were trained once
+        assert all(steps.count(step) == 1 for step in range(1, epoch + 1)), (epoch, steps)
+    else:  # nothing to go on from: trained again from the first epoch
+        assert steps.count(1) == 2, steps
 
 
 def check_small_sweep(workdir, settled_again: bool = False) -> list[int]:
