@@ -151,9 +151,10 @@ def tune_trials(experiment_path: str) -> dict[str, tuple[str, dict]] | None:
 CHECKPOINT_PREFIX = "checkpoint_"  # StorageContext._make_checkpoint_dir_name: checkpoint_000003 (Ray 2.60)
 
 
-def restore_deleted_checkpoints(experiment_path: str) -> list[str]:
+def restore_deleted_checkpoints(experiment_path: str) -> dict[str, str | None]:
     """Put back, before Tune restores the experiment, each checkpoint that its newest snapshot names for a trial
-    that runs again but that is no longer on storage; returns the ids of the trials put right.
+    that runs again but that is no longer on storage. Returns trial id -> the checkpoint folder put in place of
+    its missing one (None: an empty one) for each trial put right.
 
     With `CheckpointConfig(num_to_keep=1)` Tune deletes a trial's checkpoint as soon as it records the next one,
     while the snapshot that names the new one reaches storage later, in the background. A driver killed between
@@ -168,10 +169,10 @@ def restore_deleted_checkpoints(experiment_path: str) -> list[str]:
     from ray.tune.experiment import Trial
 
     if (newest := _newest_experiment_state(experiment_path)) is None:
-        return []
+        return {}
     fs, snapshot, state = newest
     experiment = PurePosixPath(snapshot).parent  # where the trials' folders are now (the snapshot's paths may be old)
-    repaired = []
+    repaired: dict[str, str | None] = {}
     for trial_state, metadata in state.get("trial_data", []):
         trial = Trial.from_json_state(trial_state, stub=True)
         trial.restore_run_metadata(metadata)
@@ -185,7 +186,7 @@ def restore_deleted_checkpoints(experiment_path: str) -> list[str]:
                        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(CHECKPOINT_PREFIX)
                        and info.base_name > named.name)
         _put_folder(fs, later[0] if later else None, missing)
-        repaired.append(trial.trial_id)
+        repaired[trial.trial_id] = PurePosixPath(later[0]).name if later else None
     return repaired
 
 

@@ -105,15 +105,15 @@ def test_a_checkpoint_tune_deleted_before_its_snapshot_said_so_is_put_back_from_
     snapshot = experiment / "experiment_state-2026-12-07_22-00-00.json"
     snapshot.write_text(json.dumps({"trial_data": [list(t.get_json_state()) for t in trials], "runner_data": {}}))
 
-    assert compat.restore_deleted_checkpoints(str(experiment)) == ["a", "b"]
+    assert compat.restore_deleted_checkpoints(str(experiment)) == {"a": "checkpoint_000002", "b": None}
     assert (experiment / "t_a" / "checkpoint_000001" / "state.pt").read_bytes() == b"epoch 2"  # the oldest after it
     assert (experiment / "t_a" / "checkpoint_000002" / "state.pt").read_bytes() == b"epoch 2"  # still there
     assert list((experiment / "t_b" / "checkpoint_000004").iterdir()) == []
     assert not (experiment / "t_c" / "checkpoint_000001").exists()
     assert sorted(p.name for p in (experiment / "t_a").iterdir()) == [f"checkpoint_00000{i}" for i in (1, 2, 3)]
-    assert compat.restore_deleted_checkpoints(str(experiment)) == []  # nothing missing now
+    assert compat.restore_deleted_checkpoints(str(experiment)) == {}  # nothing missing now
     (tmp_path / "none").mkdir()
-    assert compat.restore_deleted_checkpoints(str(tmp_path / "none")) == []  # no snapshot
+    assert compat.restore_deleted_checkpoints(str(tmp_path / "none")) == {}  # no snapshot
 
 
 def test_a_torn_or_half_copied_searcher_state_is_removed_so_tune_restores_the_experiment(tmp_path):

@@ -56,6 +56,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 # Tune's results grid looks for the per-trial result files that the disabled loggers would write: expected.
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+log = logging.getLogger(__name__)
 
 
 def prepare(spec: SweepSpec, workdir: str | Path | None = None) -> Sweep:
@@ -156,7 +157,10 @@ def _execute(sweep: Sweep, spec_file: str | Path | None, on_progress: Progress |
             clear_pending_trial_decisions(sweep.segment_path(segment))  # a dead driver's (samprivacy.compat)
             drop_torn_searcher_state(sweep.segment_path(segment))  # Tune would refuse to restore the experiment
             release_concurrency_limiter(sweep.segment_path(segment))  # a snapshot of an earlier version's
-            restore_deleted_checkpoints(sweep.segment_path(segment))  # deleted by Tune before its snapshot said so
+            for trial_id, source in restore_deleted_checkpoints(sweep.segment_path(segment)).items():
+                log.warning("trial %s: Tune deleted the checkpoint its last snapshot names (the driver stopped before "
+                            "the next snapshot reached storage); it goes on from %s", trial_id,
+                            source or "its first epoch: no later checkpoint is left")
             # which trials run again comes from Tune's own snapshot on storage, not from the searcher's file of it,
             # which a kill during Tune's copy of the snapshot can leave from another moment (search.restoring)
             with restoring(tune_trials(sweep.segment_path(segment))):

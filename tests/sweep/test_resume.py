@@ -476,6 +476,9 @@ def test_a_checkpoint_deleted_before_the_snapshot_that_replaced_it_is_resumed_fr
             shutil.rmtree(os.path.join(folder, f))
 
     assert trivial_driver("resume", workdir, log).wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    said = {"replaced": "it goes on from checkpoint_", "none": "it goes on from its first epoch"}[after]
+    assert f"trial {trial_id}: Tune deleted the checkpoint its last snapshot names" in (tmp_path / "run.log").read_text()
+    assert said in (tmp_path / "run.log").read_text()
     check_small_sweep(workdir)
     client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("small").experiment_id],
