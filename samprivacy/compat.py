@@ -178,8 +178,9 @@ def restore_deleted_checkpoints(experiment_path: str) -> dict[str, str | None]:
         trial.restore_run_metadata(metadata)
         if trial.status == Trial.TERMINATED or trial.checkpoint is None:
             continue
-        named = PurePosixPath(trial.checkpoint.path)
-        folder, missing = experiment / named.parent.name, str(experiment / named.parent.name / named.name)
+        named = PurePosixPath(trial.checkpoint.path)  # where the experiment was: Tune maps it to here the same way
+        folder = experiment / trial.storage.trial_dir_name
+        missing = str(folder / named.name)
         if fs.get_file_info(missing).type != pyarrow.fs.FileType.NotFound:
             continue
         later = sorted(info.path for info in fs.get_file_info(pyarrow.fs.FileSelector(str(folder), allow_not_found=True))
@@ -199,7 +200,8 @@ def _put_folder(fs: Any, source: str | None, target: str) -> None:
         if source is None:
             fs.create_dir(target)
         else:
-            pyarrow.fs.copy_files(source, target, source_filesystem=fs, destination_filesystem=fs)
+            pyarrow.fs.copy_files(source, target, source_filesystem=fs, destination_filesystem=fs,
+                                  use_threads=False)  # as Ray copies to S3 (threads can hang there: arrow#32372)
         return
     staging = Path(target).parent / f".{Path(target).name}.{uuid.uuid4().hex[:8]}"
     try:

@@ -74,7 +74,7 @@ def test_a_checkpoint_tune_deleted_before_its_snapshot_said_so_is_put_back_from_
     """Tune (num_to_keep=1) deletes a trial's checkpoint as it records the next, and the snapshot naming the next
     reaches storage later: a kill between leaves a snapshot naming a deleted checkpoint, and the restored trial
     errors on every retry (seen in the killed-driver drill). Written here as the installed Tune writes trials;
-    the snapshot was written where the experiment lay before (/moved/exp): the trials' folders are found here."""
+    the snapshot was written where the experiment lay before (moved/exp): the trials' folders are found here."""
     from ray.train._internal.session import _TrainingResult
     from ray.train._internal.storage import StorageContext
     from ray.tune import Checkpoint
@@ -86,10 +86,10 @@ def test_a_checkpoint_tune_deleted_before_its_snapshot_said_so_is_put_back_from_
 
     def trial(trial_id: str, status: str, named: int | None, on_storage: dict[int, bytes]) -> Trial:
         made = Trial("fn", trial_id=trial_id, stub=True, storage=StorageContext(
-            storage_path="/moved", experiment_dir_name="exp", trial_dir_name=f"t_{trial_id}"))
+            storage_path=str(tmp_path / "moved"), experiment_dir_name="exp", trial_dir_name=f"t_{trial_id}"))
         made.create_placement_group_factory()
         if named is not None:
-            path = f"/moved/exp/t_{trial_id}/checkpoint_{named:06d}"
+            path = str(tmp_path / "moved" / "exp" / f"t_{trial_id}" / f"checkpoint_{named:06d}")
             made.on_checkpoint(_TrainingResult(checkpoint=Checkpoint(path), metrics={"epoch": named}))
         made.set_status(status)
         for index, data in on_storage.items():
