@@ -178,8 +178,9 @@ def restore_deleted_checkpoints(experiment_path: str) -> dict[str, str | None]:
         trial.restore_run_metadata(metadata)
         if trial.status == Trial.TERMINATED or trial.checkpoint is None:
             continue
-        named = PurePosixPath(trial.checkpoint.path)  # where the experiment was: Tune maps it to here the same way
-        folder = experiment / trial.storage.trial_dir_name
+        # where the experiment was; Tune maps it into the experiment's folder now by the trial's folder name
+        named = PurePosixPath(trial.checkpoint.path)
+        folder = experiment / named.parent.name
         missing = str(folder / named.name)
         if fs.get_file_info(missing).type != pyarrow.fs.FileType.NotFound:
             continue
