@@ -43,6 +43,19 @@ def database_unreachable(exc: BaseException) -> bool:
     return False
 
 
+def schema_made_beside(exc: BaseException) -> bool:
+    """True where opening a new database failed because another process created the same tables at that moment
+    (a duplicate row or table): opening it again finds them made."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, sqlalchemy.exc.IntegrityError) or (
+                isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError))
+                and "already exists" in str(cause)):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def retry(call: Callable[[], T], transient: Callable[[BaseException], bool], what: str,
           outage_s: float = OUTAGE_S) -> T:
     """call(), again after each transient failure (waits 0.25 s, 0.5 s, ... 8 s, jittered) for up to outage_s."""

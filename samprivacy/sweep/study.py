@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from samprivacy.errors import ConfigError
 from samprivacy.spec import SweepSpec
-from samprivacy.sweep.retry import ResilientRDBStorage
+from samprivacy.sweep.retry import ResilientRDBStorage, retry, schema_made_beside
 from samprivacy.sweep.space import directions, missing_params, proposal_config_id, unit_seeds
 from samprivacy.sweep.units import Outcome, Proposal
 
@@ -41,12 +41,22 @@ def bookkeeping_failure(reason: str | None) -> bool:
     return (reason or "").startswith(("stale", "interrupted before its parameters"))
 
 
+SCHEMA_RACE_S = 30.0  # how long opening a new database may keep meeting another process creating its tables
+
+
 def optuna_storage(url: str) -> optuna.storages.BaseStorage:
     """RDB storage (SQLite, PostgreSQL, MySQL). SQLite waits on a locked file instead of failing at once; a
-    database server may restart mid-sweep: pooled connections are checked before use and calls are retried."""
+    database server may restart mid-sweep: pooled connections are checked before use and calls are retried.
+    Opening a new database creates Optuna's tables; two processes opening it at once (a driver starting while
+    `status` or a script reads the study) both try, and the one that loses sees a duplicate: it opens again and
+    finds them made (a repeated run of the resume tests saw a driver die of it)."""
     if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return ResilientRDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        def make() -> optuna.storages.BaseStorage:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    else:
+        def make() -> optuna.storages.BaseStorage:
+            return ResilientRDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    return retry(make, schema_made_beside, "creating Optuna's tables", outage_s=SCHEMA_RACE_S)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from samprivacy.errors import ConfigError
 from samprivacy.spec import parse_spec
 from samprivacy.sweep import space
 from samprivacy.sweep.study import (ATTR_DUPLICATE_OF, ATTR_FAIL_REASON, INTERRUPTED, STALE, fail_stale_trials,
-                                    load_study, objective_values, open_study, read_proposals)
+                                    load_study, objective_values, open_study, optuna_storage, read_proposals)
 
 SPEC = parse_spec({"name": "rec", "seeds": [0, 1], "optimizers": {"sgd": {}, "sam": {"rho": {"low": 0.01,
                                                                                              "high": 0.1}}},
@@ -28,6 +28,28 @@ def test_the_study_is_created_once_and_found_again_with_its_id(tmp_path):
     assert load_study("rec", f"sqlite:///{tmp_path}/optuna.db").study_id == first.study_id
     with pytest.raises(ConfigError, match="has no Optuna study yet"):
         load_study("other", f"sqlite:///{tmp_path}/optuna.db")
+
+
+def test_a_database_whose_tables_another_process_creates_at_the_same_moment_opens(tmp_path, monkeypatch):
+    """Seen in a repeated run of the resume tests: the test's reader and the starting driver opened the new study
+    database at once, both created Optuna's tables, and the driver lost the race to record alembic's version
+    (UNIQUE constraint failed) and died. Made certain: the other process records it between our check and ours."""
+    from alembic.runtime.migration import HeadMaintainer
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    insert, beside, raced = HeadMaintainer._insert_version, [], []
+
+    def the_other_process_first(self, version):  # after our read of alembic's version (none yet), before our write
+        if not raced:
+            raced.append(True)
+            beside.append(optuna.storages.RDBStorage(url))  # creates the tables and records the version
+        return insert(self, version)
+
+    monkeypatch.setattr(HeadMaintainer, "_insert_version", the_other_process_first)
+    storage = optuna_storage(url)
+    assert beside and storage.get_all_studies() == []
+    study = optuna.create_study(study_name="s", storage=storage)
+    assert [s.study_name for s in beside[0].get_all_studies()] == [study.study_name]
 
 
 def test_read_proposals_splits_settled_and_open_and_fails_an_interrupted_ask(tmp_path):
