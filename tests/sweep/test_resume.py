@@ -19,7 +19,6 @@ import optuna
 import pytest
 import sqlalchemy.exc
 from alembic.util.exc import CommandError
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -42,8 +41,9 @@ def samprivacy(*args: str, **kwargs) -> subprocess.Popen:
 
 
 # What reading the Optuna study raises before the driver has created it (KeyError), or while it creates the
-# schema or holds the write lock; anything else is a real error and fails the test.
-STUDY_NOT_READY = (KeyError, sqlalchemy.exc.DBAPIError, CommandError)
+# schema or holds the write lock (SQLAlchemy's error, or Optuna's wrapping of it inside a session); anything else is
+# a real error and fails the test.
+STUDY_NOT_READY = (KeyError, sqlalchemy.exc.DBAPIError, CommandError, optuna.exceptions.StorageInternalError)
 
 
 def trial_states(workdir) -> list[TrialState]:
@@ -130,18 +130,17 @@ def test_a_killed_trial_worker_is_retried_from_its_last_epoch(tmp_path):
     workdir = tmp_path / "work"
     log = open(tmp_path / "run.log", "w")
     driver = samprivacy("run", str(spec_file), "--workdir", str(workdir), stdout=log, stderr=log)
-    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-
     deadline = time.monotonic() + 240
-    while epochs_logged(client, "crash") < 3:
+    while epochs_logged(workdir, "crash") < 3:
         assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
         time.sleep(0.2)
-    logged_before_kill = epochs_logged(client, "crash")
+    logged_before_kill = epochs_logged(workdir, "crash")
     workers = [pid for pid in descendants(driver.pid) if "ImplicitFunc" in cmdline(pid)]
     assert workers, "no trial worker found under the driver"
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
     assert driver.wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
 
     study = optuna.load_study(study_name="crash", storage=f"sqlite:///{workdir}/optuna.db")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
@@ -170,9 +169,8 @@ def test_an_errored_trial_is_failed_everywhere_then_completed_by_resume(tmp_path
     workdir = tmp_path / "work"
     with open(tmp_path / "run.log", "w") as log:
         driver = samprivacy("run", str(spec_file), "--workdir", str(workdir), stdout=log, stderr=log)
-        client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
         deadline = time.monotonic() + 240
-        while epochs_logged(client, "errored") < 3:  # a few epochs in: there is a checkpoint to resume from
+        while epochs_logged(workdir, "errored") < 3:  # a few epochs in: there is a checkpoint to resume from
             assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
             time.sleep(0.2)
         workers = [p for p in descendants(driver.pid) if "ImplicitFunc" in cmdline(p)]
@@ -180,6 +178,7 @@ def test_an_errored_trial_is_failed_everywhere_then_completed_by_resume(tmp_path
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         assert driver.wait(timeout=400) == 0, (tmp_path / "run.log").read_text()[-3000:]
+        client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
         experiment = client.get_experiment_by_name("errored")
 
         def child_statuses():
@@ -202,11 +201,6 @@ def test_an_errored_trial_is_failed_everywhere_then_completed_by_resume(tmp_path
     assert json.loads(status.stdout)["failed"] == 0 and json.loads(status.stdout)["complete"] == 2
 
 
-# What reading an MLflow store raises while the driver is still creating, migrating or writing it (the reader's
-# client races the driver's schema migration); anything else is a real error and fails the test.
-STORE_NOT_READY = (MlflowException, sqlalchemy.exc.DBAPIError, CommandError)
-
-
 def finished_runs(workdir, name) -> int:
     """How many trial runs of sweep `name` have finished (0 before its MLflow store exists). Read with sqlite3,
     read-only: an MlflowClient would create or migrate the schema itself and race the driver doing the same
@@ -224,15 +218,21 @@ def finished_runs(workdir, name) -> int:
         return 0
 
 
-def epochs_logged(client, name) -> int:
-    """The most epochs any trial of sweep `name` has logged so far (0 before its MLflow store exists)."""
+def epochs_logged(workdir, name) -> int:
+    """The most epochs any trial of sweep `name` has logged so far (0 before its MLflow store exists). Read with
+    sqlite3, read-only, for the reason `finished_runs` gives: an MlflowClient made while the driver starts would
+    create the store (and its folder) and migrate it, racing the driver."""
+    db = workdir / "mlflow.db"
+    if not db.exists():
+        return 0
+    query = ("SELECT count(*) FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
+             "JOIN experiments e ON r.experiment_id = e.experiment_id JOIN tags t ON t.run_uuid = r.run_uuid "
+             "WHERE e.name = ? AND t.key = 'samprivacy.kind' AND t.value = 'trial' AND m.key = 'val_acc' "
+             "GROUP BY m.run_uuid")
     try:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            return 0
-        runs = client.search_runs([experiment.experiment_id], filter_string="tags.`samprivacy.kind` = 'trial'")
-        return max((len(client.get_metric_history(r.info.run_id, "val_acc")) for r in runs), default=0)
-    except STORE_NOT_READY:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+            return max((n for (n,) in con.execute(query, (name,))), default=0)
+    except sqlite3.OperationalError:  # no such table yet (the driver is creating it), or locked
         return 0
 
 
