@@ -20,6 +20,7 @@ below it (a job's driver runs in a session of its own, under a worker of ours). 
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -55,8 +56,31 @@ class RayHead:
     log: Path
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free now, for a server a test starts later. Chosen between Ray's worker ports (10002-19999)
+    and the kernel's ephemeral range, never twice in a test session: a port the kernel handed out (as binding port 0
+    does) could be taken by any process binding port 0 or connecting out (Ray starting beside the test) before the
+    test's server binds it; outside that range only an explicit choice can take it."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    candidates = list(range(20000, ephemeral_low)) if ephemeral_low > 21000 else []
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # an unusual ephemeral range: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

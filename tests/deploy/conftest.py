@@ -31,7 +31,7 @@ from tests.conftest import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "local"
 BIN = Path(sys.executable).parent
-UP_TIMEOUT_S = 240
+UP_TIMEOUT_S = 480  # above the sum of up.sh's own waits (lib.sh SERVICE_WAIT): its own message names what failed
 JOB_TIMEOUT_S = 300
 
 
@@ -197,10 +197,10 @@ def local_cluster():
                     "SPR_PG_PORT", "SPR_S3_PORT", "SPR_MLFLOW_PORT", "SPR_RAY_PORT", "SPR_DASHBOARD_PORT",
                     "SPR_RAY_CLIENT_PORT", "SPR_RAY_AGENT_PORT")}}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))} | settings
-    with CommandLineWatch(state) as watch:  # up.sh polls the services with curl: no token on its command line
-        up = subprocess.run(["bash", str(DEPLOY / "up.sh")], env=env, capture_output=True, text=True,
-                            timeout=UP_TIMEOUT_S)
-    try:
+    try:  # down.sh stops whatever up.sh started, even when up.sh fails or is killed at its timeout
+        with CommandLineWatch(state) as watch:  # up.sh polls the services with curl: no token on its command line
+            up = subprocess.run(["bash", str(DEPLOY / "up.sh")], env=env, capture_output=True, text=True,
+                                timeout=UP_TIMEOUT_S)
         assert up.returncode == 0, f"up.sh failed:\n{up.stderr[-4000:]}"
         client_env = env | _read_env_file(state / "cluster.env") | {"PATH": f"{BIN}:{os.environ['PATH']}"}
         head, worker = f"{settings['SPR_SUBNET']}.1", f"{settings['SPR_SUBNET']}.2"

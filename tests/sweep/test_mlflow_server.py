@@ -13,7 +13,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from samprivacy.sweep import runner
 from samprivacy.sweep.results import measured_rows, trial_rows
 from samprivacy.tags import EXPERIMENT_KIND, TAG_KIND, TAG_PARETO, TAG_TRIAL
 
+from ..conftest import free_port
+
 pytestmark = pytest.mark.slow
 
 TRIALS, EPOCHS = 3, 2
@@ -46,12 +47,6 @@ STARTUP_TIMEOUT_S = 90
 STOP_GRACE_S = 10
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
@@ -62,7 +57,7 @@ def _healthy(url: str) -> bool:
 
 def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     """`mlflow server` from this venv, in a session of its own so that stopping it stops its workers too."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "mlflow", "server",
                "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
                "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
