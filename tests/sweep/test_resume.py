@@ -358,7 +358,9 @@ SNAPSHOT_FILES = {"tune": ("experiment_state-",), "searcher": ("searcher-state-"
 
 
 def snapshot_side(experiment, stale: str) -> tuple[dict, int] | None:
-    """The files of one side of the snapshot on storage and how many Tune trials they record, if each is whole."""
+    """The files of one side of the snapshot on storage and how many Tune trials they record, if each is whole.
+    The searcher's count is the trials it has launched, which only grows: its live and ended trials together
+    drop back once Optuna is told, so "more than one" would last only a snapshot or two."""
     files = [f for f in experiment.glob("*state-*") if f.name.startswith(SNAPSHOT_FILES[stale])]
     if len(files) != len(SNAPSHOT_FILES[stale]):
         return None
@@ -369,7 +371,7 @@ def snapshot_side(experiment, stale: str) -> tuple[dict, int] | None:
     except (OSError, ValueError, EOFError, pickle.UnpicklingError):
         return None
     trials = (len(loaded["experiment_state"]["trial_data"]) if stale == "tune"
-              else len(loaded["searcher"]["live"]) + len(loaded["searcher"]["ended"]))
+              else loaded["searcher"].get("launched", 0))
     return copies, trials
 
 
