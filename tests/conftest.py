@@ -60,10 +60,10 @@ _handed_out: set[int] = set()
 
 
 def free_port() -> int:
-    """A loopback port free now, for a server a test starts later. Chosen between Ray's worker ports (10002-19999)
-    and the kernel's ephemeral range, never twice in a test session: a port the kernel handed out (as binding port 0
-    does) could be taken by any process binding port 0 or connecting out (Ray starting beside the test) before the
-    test's server binds it; outside that range only an explicit choice can take it."""
+    """A port free now on every address, for a server a test starts later. Chosen between Ray's worker ports
+    (10002-19999) and the kernel's ephemeral range, never twice in a test session: a port the kernel handed out
+    (as binding port 0 does) could be taken before the test's server binds it, by any process binding port 0 or
+    connecting out (Ray starting beside the test); outside that range only an explicit choice can take it."""
     try:
         ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -74,8 +74,8 @@ def free_port() -> int:
         if port in _handed_out:
             continue
         with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
+            try:  # every address: a listener on any of them (a local cluster's head address) holds the port
+                s.bind(("", port))
             except OSError:  # in use
                 continue
         _handed_out.add(port)
